@@ -1,0 +1,1 @@
+"""Text corpora and knowledge graphs, with offline defaults shipped in ``files/``."""

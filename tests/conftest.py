@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny random Llama saved as a local checkpoint, and the bundled SmolLM2."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+import circuitcut
+from circuitcut.models import embedded_checkpoint
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The dequantized SmolLM2 checkpoint (built once per cache)."""
+    return embedded_checkpoint("smollm2")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
+    """A 2-layer grouped-query Llama with SmolLM2's tokenizer, saved as a Hugging Face folder.
+
+    Loading it goes through the same by-path loader users call, so that path is tested too.
+    """
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+    )
+    config.architectures = ["LlamaForCausalLM"]
+    LlamaForCausalLM(config).save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        if (smollm2_dir / name).exists():
+            shutil.copy(smollm2_dir / name, folder / name)
+    return folder
+
+
+@pytest.fixture()
+def tiny_model(tiny_model_dir):
+    """A fresh tiny bridge per test (tests may prune it in place)."""
+    return circuitcut.load_model(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The bundled real model, loaded once; tests must not modify its weights."""
+    return circuitcut.load_model("smollm2", device="cpu")
