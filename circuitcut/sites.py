@@ -1,0 +1,106 @@
+"""Neuron sites: where in a TransformerLens model a family of neurons lives.
+
+A *site kind* names a hook point per layer and the shape of one layer's neurons there:
+
+==========  ============================  ==========================  =============================
+kind        hook point                    neurons per layer           weights a neuron owns
+==========  ============================  ==========================  =============================
+``mlp``     ``blocks.L.mlp.hook_post``    ``(d_mlp,)``                row of in/gate (+ bias), column of out
+``attn_v``  ``blocks.L.attn.hook_v``      ``(n_key_value_heads, d_head)``  row of W_V (+ bias)
+``attn_z``  ``blocks.L.attn.hook_z``      ``(n_heads, d_head)``       column of W_O
+==========  ============================  ==========================  =============================
+
+With grouped-query attention (SmolLM2: 9 query heads, 3 key/value heads) one value neuron feeds
+``n_heads // n_key_value_heads`` query heads, so removing it removes that dimension from all of them.
+
+Every per-neuron quantity in circuitcut (statistics, scores, masks) is stored per kind as a
+``[n_layers, n_neurons]`` tensor with the layer's neurons flattened in hook order, so that
+``neuron_index = head * d_head + dim`` for attention sites.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from transformer_lens.model_bridge import TransformerBridge
+
+SiteKind = Literal["mlp", "attn_v", "attn_z"]
+SITE_KINDS: tuple[SiteKind, ...] = ("mlp", "attn_v", "attn_z")
+_HOOKS = {"mlp": "mlp.hook_post", "attn_v": "attn.hook_v", "attn_z": "attn.hook_z"}
+DESCRIPTIONS = {
+    "mlp": "feed-forward neurons (mlp.hook_post)",
+    "attn_v": "attention value neurons (attn.hook_v; one feeds every query head of its group)",
+    "attn_z": "attention pre-out neurons (attn.hook_z)",
+}
+
+
+def check_kinds(kinds: str | list[str] | tuple[str, ...]) -> tuple[SiteKind, ...]:
+    """Validate site kinds given as a list or a comma-separated string."""
+    if isinstance(kinds, str):
+        kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in SITE_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"Unknown site kind(s) {unknown or kinds}: choose from {', '.join(SITE_KINDS)}.")
+    return tuple(dict.fromkeys(kinds))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The dimensions that decide neuron sites; saved beside every mask to refuse another model."""
+
+    name: str
+    n_layers: int
+    d_model: int
+    d_mlp: int
+    n_heads: int
+    n_key_value_heads: int
+    d_head: int
+
+    @classmethod
+    def of(cls, model: TransformerBridge) -> ModelShape:
+        cfg = model.cfg
+        return cls(
+            name=getattr(model, "circuitcut_name", None) or cfg.model_name,
+            n_layers=cfg.n_layers,
+            d_model=cfg.d_model,
+            d_mlp=cfg.d_mlp,
+            n_heads=cfg.n_heads,
+            n_key_value_heads=getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
+            d_head=cfg.d_head,
+        )
+
+    def neuron_shape(self, kind: SiteKind) -> tuple[int, ...]:
+        """Shape of one layer's neurons of this kind, as the hook sees them after (batch, pos)."""
+        return {
+            "mlp": (self.d_mlp,),
+            "attn_v": (self.n_key_value_heads, self.d_head),
+            "attn_z": (self.n_heads, self.d_head),
+        }[kind]
+
+    def n_neurons(self, kind: SiteKind) -> int:
+        n = 1
+        for d in self.neuron_shape(kind):
+            n *= d
+        return n
+
+    def describe(self) -> str:
+        lines = [
+            f"model        {self.name}",
+            f"layers       {self.n_layers}",
+            f"d_model      {self.d_model}",
+            f"heads        {self.n_heads} query, {self.n_key_value_heads} key/value, d_head {self.d_head}",
+            "neuron sites:",
+        ]
+        for kind in SITE_KINDS:
+            shape = " x ".join(map(str, self.neuron_shape(kind)))
+            lines.append(
+                f"  {kind:7s} {hook_name(kind, 0).replace('.0.', '.L.'):26s} {shape:>9s} per layer, "
+                f"{self.n_neurons(kind) * self.n_layers:>7d} in all - {DESCRIPTIONS[kind]}"
+            )
+        return "\n".join(lines)
+
+
+def hook_name(kind: SiteKind, layer: int) -> str:
+    """The HookedTransformer-style hook name of a site kind at a layer."""
+    return f"blocks.{layer}.{_HOOKS[kind]}"

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+import circuitcut
+from circuitcut.masks import MaskMismatchError, NeuronMask
+from circuitcut.sites import ModelShape
+
+
+def _random_mask(model, kinds, frac=0.3, seed=0):
+    mask = NeuronMask.empty(ModelShape.of(model), kinds)
+    g = torch.Generator().manual_seed(seed)
+    for kind in kinds:
+        mask.removed[kind] = torch.rand(mask.removed[kind].shape, generator=g) < frac
+    return mask
+
+
+@pytest.mark.parametrize("kinds", [["mlp"], ["attn_v"], ["attn_z"], ["mlp", "attn_v", "attn_z"]])
+def test_hooks_and_weight_surgery_give_the_same_logits(tiny_model, kinds):
+    tokens = torch.randint(0, 1000, (2, 12), generator=torch.Generator().manual_seed(0))
+    mask = _random_mask(tiny_model, kinds)
+    with torch.inference_mode():
+        original = tiny_model(tokens)
+        hooked = tiny_model.run_with_hooks(tokens, fwd_hooks=mask.hooks())
+    mask.apply_to_weights(tiny_model)
+    with torch.inference_mode():
+        cut = tiny_model(tokens)
+    assert not torch.allclose(original, hooked, atol=1e-3)
+    torch.testing.assert_close(cut, hooked, atol=1e-5, rtol=1e-4)
+
+
+def test_mask_round_trips_and_applies_to_a_fresh_model(tiny_model, tiny_model_dir, tmp_path):
+    mask = _random_mask(tiny_model, ["mlp", "attn_v"])
+    mask.save(tmp_path / "mask.safetensors", {"method": "test"})
+    fresh = circuitcut.load_model(str(tiny_model_dir), device="cpu")
+    loaded = NeuronMask.load(tmp_path / "mask.safetensors", fresh)
+    for kind in ("mlp", "attn_v"):
+        assert torch.equal(loaded.removed[kind], mask.removed[kind])
+    assert loaded.fraction()["mlp"] == pytest.approx(mask.fraction()["mlp"])
+
+
+def test_a_mask_for_another_model_is_refused(tiny_model, smollm2, tmp_path):
+    mask = _random_mask(smollm2, ["mlp"])
+    mask.save(tmp_path / "smol.safetensors")
+    with pytest.raises(MaskMismatchError, match="made for HuggingFaceTB/SmolLM2-135M-Instruct"):
+        NeuronMask.load(tmp_path / "smol.safetensors", tiny_model)
