@@ -1,0 +1,152 @@
+import pytest
+import torch
+
+from circuitcut.masks import NeuronMask
+from circuitcut.pruning import PruningConfig, PruningData, PruningResult, drop, prune, top_unpruned
+
+FORGET_TOKENS, RETAIN_TOKENS = (0, 400), (400, 800)
+U = 5  # residual dimension that only forget tokens write
+
+
+def _windows(lo, hi, seed, n=8, pos=16):
+    return torch.randint(lo, hi, (n, pos), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture()
+def data():
+    return PruningData(
+        forget_stats=_windows(*FORGET_TOKENS, 0),
+        retain_stats=_windows(*RETAIN_TOKENS, 1),
+        forget_eval=_windows(*FORGET_TOKENS, 2),
+        retain_eval=_windows(*RETAIN_TOKENS, 3),
+    )
+
+
+def _plant_forget_neuron(model, layer=0, neuron=17):
+    """Make one feed-forward neuron fire on forget tokens only.
+
+    Forget tokens write +3 into residual dimension U, retain tokens 0; attention cannot write U,
+    and only that neuron reads it, so on retain data its activation is exactly 0.
+    """
+    hf = model.original_model
+    with torch.no_grad():
+        embed = hf.model.embed_tokens.weight
+        embed[:, U] = 0
+        embed[FORGET_TOKENS[0] : FORGET_TOKENS[1], U] = 3.0
+        for block in hf.model.layers:
+            block.self_attn.o_proj.weight[U, :] = 0
+            block.mlp.gate_proj.weight[:, U] = 0
+            block.mlp.up_proj.weight[:, U] = 0
+        mlp = hf.model.layers[layer].mlp
+        mlp.gate_proj.weight[neuron] = 0
+        mlp.up_proj.weight[neuron] = 0
+        mlp.gate_proj.weight[neuron, U] = 20.0
+        mlp.up_proj.weight[neuron, U] = 20.0
+    return layer, neuron
+
+
+def test_a_neuron_used_only_by_forget_data_is_pruned_first(tiny_model, data):
+    layer, neuron = _plant_forget_neuron(tiny_model)
+    config = PruningConfig(forget="f", retain="r", steps=1, frac=0.01, tokens=128, window=16, baseline=False)
+    result = prune(tiny_model, config, data=data, progress=False)
+    removed = result.masks["selective"].removed["mlp"]
+    assert removed[layer, neuron]
+    assert int(removed.sum()) == round(0.01 * 2 * 96)
+    # Scoring direction: swapped roles, the neuron is the least forget-specific and stays.
+    swapped = PruningData(data.retain_stats, data.forget_stats, data.retain_eval, data.forget_eval)
+    result = prune(tiny_model, config, data=swapped, progress=False)
+    assert not result.masks["selective"].removed["mlp"][layer, neuron]
+
+
+def test_history_counts_steps_fractions_and_baseline(tiny_model, data):
+    config = PruningConfig(forget="f", retain="r", sites=("mlp", "attn_v"), steps=3, frac=0.05,
+                           tokens=128, window=16)
+    result = prune(tiny_model, config, data=data, progress=False)
+    assert [h["method"] for h in result.history] == ["original"] + ["selective"] * 3 + ["random"] * 3
+    last = result.steps("random")[-1]
+    assert last["fraction"]["mlp"] == pytest.approx(3 * round(0.05 * 192) / 192)
+    assert last["fraction"]["attn_v"] == pytest.approx(3 * round(0.05 * 64) / 64)
+    for method in ("selective", "random"):
+        masks = result.masks[method].removed
+        assert int(masks["mlp"].sum()) == 3 * round(0.05 * 192)
+    s = result.selectivity("selective")
+    h = result.steps("selective")[s["step"]]
+    base = result.history[0]
+    assert s["forget_drop"] == pytest.approx(drop(base["forget"]["top1"], h["forget"]["top1"]))
+    assert "selectivity (random)" in result.summary()
+
+
+def test_one_shot_ranks_once(tiny_model, data):
+    config = PruningConfig(forget="f", retain="r", steps=2, frac=0.05, tokens=128, window=16,
+                           baseline=False, one_shot=True)
+    result = prune(tiny_model, config, data=data, progress=False)
+    imp_f, imp_r = result.importances["forget.mlp"], result.importances["retain.mlp"]
+    expected = top_unpruned(imp_f / (imp_r + 1e-3), torch.zeros_like(imp_f, dtype=torch.bool), 2 * round(0.05 * 192))
+    assert torch.equal(result.masks["selective"].removed["mlp"], expected)
+
+
+def test_interrupted_run_resumes_to_the_same_masks(tiny_model, data, tmp_path, monkeypatch):
+    config = PruningConfig(forget="f", retain="r", steps=4, frac=0.05, tokens=128, window=16)
+    whole = prune(tiny_model, config, data=data, out_dir=tmp_path / "whole", progress=False)
+
+    import circuitcut.pruning as pruning
+
+    calls = {"n": 0}
+    real_evaluate = pruning.evaluate_tokens
+
+    def interrupt_after_some_steps(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2 * 3:  # original + two selective steps, then "killed"
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(pruning, "evaluate_tokens", interrupt_after_some_steps)
+    with pytest.raises(KeyboardInterrupt):
+        prune(tiny_model, config, data=data, out_dir=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(pruning, "evaluate_tokens", real_evaluate)
+    assert len(PruningResult.load(tmp_path / "cut").history) == 3
+    with pytest.raises(FileExistsError, match="--resume"):
+        prune(tiny_model, config, data=data, out_dir=tmp_path / "cut", progress=False)
+    resumed = prune(tiny_model, config, data=data, out_dir=tmp_path / "cut", resume=True, progress=False)
+    loaded = PruningResult.load(tmp_path / "cut", tiny_model)
+    for method in ("selective", "random"):
+        assert torch.equal(resumed.masks[method].removed["mlp"], whole.masks[method].removed["mlp"])
+        assert torch.equal(loaded.masks[method].removed["mlp"], whole.masks[method].removed["mlp"])
+    assert [h["step"] for h in loaded.history] == [h["step"] for h in whole.history]
+
+
+def test_a_saved_mask_applies_to_a_freshly_loaded_model(tiny_model, tiny_model_dir, data, tmp_path):
+    import circuitcut
+
+    config = PruningConfig(forget="f", retain="r", steps=1, frac=0.1, tokens=128, window=16, baseline=False)
+    result = prune(tiny_model, config, data=data, out_dir=tmp_path, progress=False)
+    fresh = circuitcut.load_model(str(tiny_model_dir), device="cpu")
+    mask = NeuronMask.load(tmp_path / "selective_mask.safetensors", fresh)
+    with torch.inference_mode():
+        expected = tiny_model.run_with_hooks(data.forget_eval[:2], fwd_hooks=result.masks["selective"].hooks())
+    mask.apply_to_weights(fresh)
+    with torch.inference_mode():
+        torch.testing.assert_close(fresh(data.forget_eval[:2]), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sites": ("mlp", "ffn")}, "Unknown site"),
+        ({"frac": 0.0}, "outside"),
+        ({"frac": 1.5}, "outside"),
+        ({"retain": "python"}, "two different corpora"),
+        ({"steps": 60, "frac": 0.02}, "more than all neurons"),
+        ({"importance": "l2"}, "Unknown importance"),
+        ({"eps": {"attn_v": 1e-4}}, "not among the pruned sites"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PruningConfig(**{"forget": "python", "retain": "prose", **kwargs})
+
+
+def test_a_fraction_that_removes_no_neuron_is_refused(tiny_model, data):
+    config = PruningConfig(forget="f", retain="r", frac=0.001, steps=1, tokens=128, window=16)
+    with pytest.raises(ValueError, match="removes no mlp neuron"):
+        prune(tiny_model, config, data=data, progress=False)
