@@ -1,0 +1,194 @@
+"""A learned subnetwork as a hard mask: sizes, removal (temporary or permanent), random twins, overlap, files.
+
+``subnetwork[site]`` is ``True`` where a unit (weight or neuron) belongs to the subnetwork. The
+*remaining model* is the original with the subnetwork removed: every unit multiplied by ``1 - m``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from jaxtyping import Bool, Float
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from circuitcut.masks import MaskMismatchError, NeuronMask
+from circuitcut.runs import atomic_path
+from circuitcut.sites import ModelShape
+from circuitcut.subnetwork.neuron_masks import NeuronRemover, remove_neurons, to_neuron_mask
+from circuitcut.subnetwork.weight_masks import WeightRemover, remove_weights
+
+Granularity = Literal["weight", "neuron"]
+GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
+
+
+def site_layer(name: str) -> int:
+    return int(name.split(".")[1])
+
+
+def site_part(name: str) -> str:
+    """The site name without its layer: ``blocks.15.mlp.in`` -> ``mlp.in``."""
+    return name.split(".", 2)[2]
+
+
+def remover(
+    model: TransformerBridge, granularity: Granularity, keep: dict[str, Float[Tensor, "..."]]
+) -> WeightRemover | NeuronRemover:
+    """The context manager that multiplies each site by ``keep`` (weights or activations)."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"Unknown granularity '{granularity}': choose from {', '.join(GRANULARITIES)}.")
+    return (WeightRemover if granularity == "weight" else NeuronRemover)(model, keep)
+
+
+@dataclass
+class SubnetworkMask:
+    """Which units of which sites form the subnetwork, for one model shape."""
+
+    shape: ModelShape
+    granularity: Granularity
+    subnetwork: dict[str, Bool[Tensor, "..."]]
+
+    # sizes ---------------------------------------------------------------------------------------
+    def n_units(self) -> int:
+        return sum(m.numel() for m in self.subnetwork.values())
+
+    def n_subnetwork(self) -> int:
+        return sum(int(m.sum()) for m in self.subnetwork.values())
+
+    def sparsity(self) -> float:
+        """Percent of maskable units *not* in the subnetwork (METRICS.md)."""
+        return 100 * (1 - self.n_subnetwork() / self.n_units())
+
+    def per_site(self) -> dict[str, dict]:
+        """Subnetwork size per site (weight matrix, or one layer's neurons of one kind)."""
+        return {n: _size(int(m.sum()), m.numel()) for n, m in self.subnetwork.items()}
+
+    def per_layer(self) -> dict[int, dict]:
+        counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for n, m in self.subnetwork.items():
+            counts[site_layer(n)][0] += int(m.sum())
+            counts[site_layer(n)][1] += m.numel()
+        return {layer: _size(*c) for layer, c in sorted(counts.items())}
+
+    def per_part(self) -> dict[str, dict]:
+        """Subnetwork size per matrix or neuron kind, summed over layers (``mlp.in``, ``attn.q`` ...)."""
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for n, m in self.subnetwork.items():
+            counts[site_part(n)][0] += int(m.sum())
+            counts[site_part(n)][1] += m.numel()
+        return {part: _size(*c) for part, c in counts.items()}
+
+    def summary(self) -> dict:
+        return {
+            "granularity": self.granularity,
+            "n_units": self.n_units(),
+            "n_subnetwork": self.n_subnetwork(),
+            "sparsity": self.sparsity(),
+            "per_layer": self.per_layer(),
+            "per_part": self.per_part(),
+            "per_site": self.per_site(),
+        }
+
+    # removal -------------------------------------------------------------------------------------
+    def keep(self, device: torch.device | str | None = None) -> dict[str, Float[Tensor, "..."]]:
+        return {n: (~m).float().to(device) for n, m in self.subnetwork.items()}
+
+    def removed(self, model: TransformerBridge) -> AbstractContextManager:
+        """Run the *remaining* model inside this context; the model is restored afterwards.
+
+        Example:
+            >>> with result.mask.removed(model):
+            ...     logits = model(tokens)
+        """
+        self.check_model(model)
+        return remover(model, self.granularity, self.keep(next(model.parameters()).device))
+
+    def remove_from(self, model: TransformerBridge) -> None:
+        """Permanently remove the subnetwork from the model's weights (in place)."""
+        self.check_model(model)
+        (remove_weights if self.granularity == "weight" else remove_neurons)(model, self.subnetwork)
+
+    def to_neuron_mask(self) -> NeuronMask:
+        """A neuron subnetwork as the :class:`NeuronMask` the pruning tools use (removed = subnetwork)."""
+        if self.granularity != "neuron":
+            raise ValueError("Only a neuron-level subnetwork converts to a NeuronMask.")
+        return to_neuron_mask(self.shape, self.subnetwork)
+
+    # comparison ----------------------------------------------------------------------------------
+    def random_like(self, seed: int) -> SubnetworkMask:
+        """A random mask with exactly as many subnetwork units per site (the baseline)."""
+        gen = torch.Generator().manual_seed(seed)
+        out = {}
+        for n, m in self.subnetwork.items():
+            flat = torch.zeros(m.numel(), dtype=torch.bool)
+            flat[torch.randperm(m.numel(), generator=gen)[: int(m.sum())]] = True
+            out[n] = flat.reshape(m.shape)
+        return SubnetworkMask(self.shape, self.granularity, out)
+
+    def jaccard(self, other: SubnetworkMask) -> dict:
+        """Jaccard overlap |A & B| / |A | B| of two subnetworks, overall, per layer and per site."""
+        if (other.shape, other.granularity, other.subnetwork.keys()) != (self.shape, self.granularity, self.subnetwork.keys()):
+            raise MaskMismatchError("Only subnetworks of the same model, granularity and sites can be compared.")
+        inter: dict[int, int] = defaultdict(int)
+        union: dict[int, int] = defaultdict(int)
+        per_site = {}
+        for n, a in self.subnetwork.items():
+            b = other.subnetwork[n]
+            i, u = int((a & b).sum()), int((a | b).sum())
+            inter[site_layer(n)] += i
+            union[site_layer(n)] += u
+            per_site[n] = _ratio(i, u)
+        return {
+            "overall": _ratio(sum(inter.values()), sum(union.values())),
+            "per_layer": {layer: _ratio(inter[layer], union[layer]) for layer in sorted(inter)},
+            "per_site": per_site,
+        }
+
+    # files ---------------------------------------------------------------------------------------
+    def check_model(self, model: TransformerBridge) -> None:
+        other = ModelShape.of(model)
+        if other != self.shape:
+            raise MaskMismatchError(
+                f"This subnetwork was found on {self.shape.name} ({self.shape.n_layers} layers, d_model "
+                f"{self.shape.d_model}) but the model is {other.name} ({other.n_layers} layers, d_model "
+                f"{other.d_model}). Load the model the subnetwork was found on."
+            )
+
+    def save(self, path: str | Path, metadata: dict | None = None) -> None:
+        """A safetensors file whose metadata names the model and granularity (written atomically)."""
+        meta = {"model_shape": json.dumps(asdict(self.shape)), "granularity": self.granularity, **(metadata or {})}
+        tensors = {n: m.to(torch.uint8).contiguous() for n, m in self.subnetwork.items()}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+
+    @classmethod
+    def load(cls, path: str | Path, model: TransformerBridge | None = None) -> SubnetworkMask:
+        """Read a subnetwork; with ``model``, refuse it unless it was found on that model."""
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if "model_shape" not in meta or "granularity" not in meta:
+            raise MaskMismatchError(f"{path} is not a circuitcut subnetwork mask (no model_shape/granularity metadata).")
+        mask = cls(
+            ModelShape(**json.loads(meta["model_shape"])),
+            meta["granularity"],  # type: ignore[arg-type]
+            {n: t.bool() for n, t in load_file(str(path)).items()},
+        )
+        if model is not None:
+            mask.check_model(model)
+        return mask
+
+
+def _size(n_subnetwork: int, n_units: int) -> dict:
+    return {"subnetwork": n_subnetwork, "units": n_units, "percent": 100 * n_subnetwork / max(n_units, 1)}
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else 1.0  # two empty subnetworks agree completely

@@ -1,0 +1,68 @@
+"""Neuron-level masks: scale a site's activations by ``keep = 1 - m`` with :class:`~circuitcut.masks.ScaleHook`.
+
+A site is one layer's neurons of one kind, named by its hook (``blocks.L.mlp.hook_post``,
+``blocks.L.attn.hook_v``), with the neurons flattened as everywhere in circuitcut.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, ExitStack
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from circuitcut.masks import NeuronMask, ScaleHook
+from circuitcut.sites import SITE_KINDS, ModelShape, SiteKind, check_kinds, hook_name
+
+NEURON_KINDS: tuple[SiteKind, ...] = ("mlp", "attn_v")
+
+
+def neuron_sites(shape: ModelShape, layers: list[int], kinds=NEURON_KINDS) -> dict[str, tuple[int, ...]]:
+    return {hook_name(k, layer): (shape.n_neurons(k),) for k in check_kinds(kinds) for layer in layers}
+
+
+def site_kind(name: str) -> SiteKind:
+    """The site kind of a neuron-site name (``blocks.3.mlp.hook_post`` -> ``mlp``)."""
+    for kind in SITE_KINDS:
+        if name == hook_name(kind, int(name.split(".")[1])):
+            return kind
+    raise ValueError(f"'{name}' is not a neuron site.")
+
+
+class NeuronRemover(AbstractContextManager):
+    """Temporarily scales each site's neurons by ``keep`` (set with :meth:`set_keep`) via hooks."""
+
+    def __init__(self, model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron"]]):
+        self.model = model
+        self.shape = ModelShape.of(model)
+        self.hooks = {name: ScaleHook(self._shaped(name, k)) for name, k in keep.items()}
+        self._stack = ExitStack()
+
+    def _shaped(self, name: str, keep: Tensor) -> Tensor:
+        return keep.reshape(self.shape.neuron_shape(site_kind(name)))
+
+    def set_keep(self, keep: dict[str, Float[Tensor, " neuron"]]) -> None:
+        for name, k in keep.items():
+            self.hooks[name].scale = self._shaped(name, k)
+
+    def __enter__(self) -> NeuronRemover:
+        self._stack.enter_context(self.model.hooks(fwd_hooks=list(self.hooks.items())))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+
+def to_neuron_mask(shape: ModelShape, subnetwork: dict[str, Bool[Tensor, " neuron"]]) -> NeuronMask:
+    """The subnetwork as a :class:`NeuronMask` whose removed neurons are the subnetwork's."""
+    mask = NeuronMask.empty(shape, sorted({site_kind(n) for n in subnetwork}, key=SITE_KINDS.index))
+    for name, m in subnetwork.items():
+        mask.removed[site_kind(name)][int(name.split(".")[1])] = m.bool().cpu()
+    return mask
+
+
+def remove_neurons(model: TransformerBridge, subnetwork: dict[str, Bool[Tensor, " neuron"]]) -> None:
+    """Permanent surgery: zero the weights the subnetwork's neurons own (see :mod:`circuitcut.sites`)."""
+    to_neuron_mask(ModelShape.of(model), subnetwork).apply_to_weights(model)

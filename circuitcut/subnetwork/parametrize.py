@@ -1,0 +1,82 @@
+"""Mask scores and the Gumbel-sigmoid straight-through estimator (Bayazit et al., arXiv 2310.03084).
+
+Every maskable unit (a weight, or a neuron) has a real-valued score ``s``. Its mask value ``m`` is 1
+when the unit belongs to the *subnetwork*:
+
+* training: ``m = hard(sigmoid((s + g) / T))`` with logistic noise ``g`` (a Gumbel-sigmoid
+  sample) and a threshold at 0.5; the backward pass uses the gradient of the soft sample
+  (straight-through), so the forward pass always sees a real 0/1 mask;
+* evaluation: ``m = [sigmoid(s) > 0.5]``, deterministic.
+
+Scores start at ``logit(p)`` (reference: p = 0.45, i.e. each unit starts just below the threshold).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+
+def logit(p: float) -> float:
+    if not 0 < p < 1:
+        raise ValueError(f"A probability strictly between 0 and 1 is needed, got {p}.")
+    return math.log(p / (1 - p))
+
+
+def gumbel_sigmoid(
+    scores: Float[Tensor, "*shape"], *, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> Float[Tensor, "*shape"]:
+    """A hard 0/1 sample whose gradient is that of the soft Gumbel-sigmoid sample (straight-through)."""
+    u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
+    u = u.clamp(1e-6, 1 - 1e-6)  # keep the logistic noise finite
+    soft = torch.sigmoid((scores + torch.log(u) - torch.log1p(-u)) / temperature)
+    hard = (soft > 0.5).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+def deterministic_mask(scores: Float[Tensor, "*shape"]) -> Bool[Tensor, "*shape"]:
+    """The evaluation mask: units whose probability of being in the subnetwork exceeds 0.5."""
+    return scores > 0
+
+
+class MaskScores(nn.Module):
+    """One score tensor per mask site (a weight matrix, or one layer's neurons), keyed by site name.
+
+    Site names contain dots (``blocks.15.mlp.in``), which ``nn.ParameterDict`` refuses, so the
+    parameters are stored in a list in the order of ``names``.
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], init_p: float = 0.45):
+        super().__init__()
+        if not shapes:
+            raise ValueError("No mask sites: choose at least one layer and one matrix or neuron kind.")
+        self.names = list(shapes)
+        self.scores = nn.ParameterList(
+            nn.Parameter(torch.full(shape, logit(init_p), dtype=torch.float32)) for shape in shapes.values()
+        )
+
+    def items(self) -> Iterable[tuple[str, nn.Parameter]]:
+        return zip(self.names, self.scores)
+
+    def n_units(self) -> int:
+        return sum(s.numel() for s in self.scores)
+
+    def sample(self, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """A straight-through subnetwork mask per site (1 = in the subnetwork), differentiable."""
+        return {n: gumbel_sigmoid(s, temperature=temperature, generator=generator) for n, s in self.items()}
+
+    def hard(self) -> dict[str, Bool[Tensor, "*shape"]]:
+        """The deterministic subnetwork (True = in the subnetwork)."""
+        return {n: deterministic_mask(s.detach()) for n, s in self.items()}
+
+    def density(self) -> Float[Tensor, ""]:
+        """Mean of sigmoid(scores) over every maskable unit: the expected subnetwork fraction.
+
+        This is the sparsity loss: pushing it down makes the subnetwork small.
+        """
+        total = sum(torch.sigmoid(s).sum() for s in self.scores)
+        return total / self.n_units()

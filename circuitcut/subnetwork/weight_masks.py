@@ -1,0 +1,105 @@
+"""Weight-level masks: multiply the weight matrices of chosen layers by a mask, removably or for good.
+
+A site is one weight matrix, named by its bridge path: ``blocks.L.attn.{q,k,v,o}``,
+``blocks.L.mlp.{gate,in,out}``. While a :class:`WeightRemover` is active, each target module's
+``weight`` is a ``torch.nn.utils.parametrize`` parametrization ``W * keep`` (``keep = 1 - m``), so
+whatever calls the module (the bridge, or the HF attention code) sees the masked weight and the
+gradient reaches ``keep``; leaving the context restores the original ``Parameter`` untouched.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from transformer_lens.model_bridge import TransformerBridge
+
+MATRICES: tuple[str, ...] = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out")
+
+
+def site_name(layer: int, matrix: str) -> str:
+    return f"blocks.{layer}.{matrix}"
+
+
+def weight_module(model: TransformerBridge, name: str) -> nn.Module:
+    """The module owning the weight of site ``name`` (the HF Linear behind the bridge component)."""
+    _, layer, *path = name.split(".")
+    module = model.blocks[int(layer)]
+    for part in path:
+        module = getattr(module, part)
+    return getattr(module, "original_component", module)
+
+
+def weight_sites(model: TransformerBridge, layers: list[int], matrices: tuple[str, ...] = MATRICES) -> dict[str, tuple[int, ...]]:
+    """Shapes of the weight matrices to mask; matrices a block lacks (no gate in GPT-2) are skipped."""
+    unknown = [m for m in matrices if m not in MATRICES]
+    if unknown:
+        raise ValueError(f"Unknown weight matrices {unknown}: choose from {', '.join(MATRICES)}.")
+    sites = {}
+    for layer in layers:
+        for matrix in matrices:
+            block_part, proj = matrix.split(".")
+            if hasattr(getattr(model.blocks[layer], block_part), proj):
+                name = site_name(layer, matrix)
+                sites[name] = tuple(weight_module(model, name).weight.shape)
+    return sites
+
+
+class _Keep(nn.Module):
+    """Parametrization ``W -> W * keep``; ``keep`` is swapped in before each forward pass."""
+
+    def __init__(self, keep: Tensor):
+        super().__init__()
+        self.keep = keep
+
+    def forward(self, weight: Float[Tensor, "out inp"]) -> Float[Tensor, "out inp"]:
+        return weight * self.keep.to(weight.dtype)
+
+
+class WeightRemover(AbstractContextManager):
+    """Temporarily multiplies each site's weight by ``keep`` (set with :meth:`set_keep`).
+
+    Example:
+        >>> with WeightRemover(model, keep) as remover:   # keep: {site: 1 - m}
+        ...     logits = model(tokens)
+    """
+
+    def __init__(self, model: TransformerBridge, keep: dict[str, Float[Tensor, "out inp"]]):
+        self.model = model
+        self.params = {name: _Keep(k) for name, k in keep.items()}
+
+    def set_keep(self, keep: dict[str, Float[Tensor, "out inp"]]) -> None:
+        for name, k in keep.items():
+            self.params[name].keep = k
+
+    def __enter__(self) -> WeightRemover:
+        entered = []
+        try:
+            for name, p in self.params.items():
+                # unsafe: skip parametrize's consistency probe, which would run W * keep once more
+                parametrize.register_parametrization(weight_module(self.model, name), "weight", p, unsafe=True)
+                entered.append(name)
+        except BaseException:
+            self._remove(entered)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._remove(list(self.params))
+
+    def _remove(self, names: list[str]) -> None:
+        for name in names:
+            module = weight_module(self.model, name)
+            if parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+
+
+def remove_weights(model: TransformerBridge, subnetwork: dict[str, Bool[Tensor, "out inp"]]) -> None:
+    """Permanent surgery: zero every weight in the subnetwork (the model keeps the rest)."""
+    with torch.no_grad():
+        for name, m in subnetwork.items():
+            weight = weight_module(model, name).weight
+            weight.masked_fill_(m.to(weight.device), 0)
