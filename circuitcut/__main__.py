@@ -1,0 +1,5 @@
+import sys
+
+from circuitcut.cli import main
+
+sys.exit(main())

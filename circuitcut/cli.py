@@ -1,0 +1,113 @@
+"""The ``circuitcut`` command line: a thin layer over the same API the notebooks use."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2", help="embedded name, local checkpoint folder or hub name (default: smollm2)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+
+
+def _load(args):
+    from circuitcut.models import load_model
+
+    return load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
+
+
+def cmd_info(args) -> None:
+    from circuitcut.sites import ModelShape
+
+    print(ModelShape.of(_load(args)).describe())
+
+
+def cmd_ppl(args) -> None:
+    from circuitcut.data.corpora import corpus_windows
+    from circuitcut.evaluate import evaluate_tokens
+
+    model = _load(args)
+    print(f"{'corpus':10s} {'tokens':>7s} {'top1':>6s} {'top10':>6s} {'loss':>6s} {'ppl':>7s}")
+    for corpus in args.corpora.split(","):
+        windows = corpus_windows(corpus, model.tokenizer, n_tokens=args.tokens, split="eval", seed=args.seed)
+        m = evaluate_tokens(model, windows, progress=True, desc=corpus)
+        print(f"{corpus:10s} {m.n_tokens:7d} {m.top1:5.1f}% {m.top10:5.1f}% {m.loss:6.3f} {m.perplexity:7.2f}")
+
+
+def _pruning_config(args):
+    from circuitcut.pruning import PruningConfig
+
+    return PruningConfig(
+        forget=args.forget, retain=args.retain, sites=args.sites, importance=args.importance,
+        steps=args.steps, frac=args.frac, tokens=args.tokens, window=args.window,
+        one_shot=args.one_shot, baseline=args.baseline == "random", seed=args.seed, batch_size=args.batch_size,
+    )
+
+
+def cmd_prune(args) -> None:
+    from circuitcut.pruning import prune
+
+    config = _pruning_config(args)  # validate before the model loads
+    model = _load(args)
+    start = time.perf_counter()
+    result = prune(model, config, out_dir=args.out, resume=args.resume)
+    print(result.summary())
+    print(f"wrote {args.out}/history.json and masks in {time.perf_counter() - start:.0f} s")
+
+
+def _prune_args(p: argparse.ArgumentParser, **defaults) -> None:
+    _model_args(p)
+    p.add_argument("--forget", default="python", help="corpus to forget (python, code, prose, a path, hf:NAME)")
+    p.add_argument("--retain", default="prose", help="corpus to retain")
+    p.add_argument("--sites", default="mlp", help="comma-separated: mlp, attn_v, attn_z")
+    p.add_argument("--importance", default="abs", choices=["freq", "abs", "rms", "std"])
+    p.add_argument("--steps", type=int, default=defaults.get("steps", 5))
+    p.add_argument("--frac", type=float, default=0.02, help="fraction of each site kind's neurons removed per step")
+    p.add_argument("--tokens", type=int, default=defaults.get("tokens", 8192),
+                   help="tokens per dataset for statistics, and again for evaluation")
+    p.add_argument("--window", type=int, default=128)
+    p.add_argument("--one-shot", action="store_true", help="rank once on the unpruned model")
+    p.add_argument("--baseline", default="random", choices=["random", "none"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", default=defaults.get("out", "runs/prune"), help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="circuitcut", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="architecture and the neuron sites a user can target")
+    p.add_argument("model", nargs="?", default="smollm2")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("ppl", help="next-token accuracy and perplexity on corpora")
+    _model_args(p)
+    p.add_argument("--corpora", default="prose,python,code")
+    p.add_argument("--tokens", type=int, default=4096)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_ppl)
+
+    p = sub.add_parser("prune", help="selective pruning with a random baseline")
+    _prune_args(p)
+    p.set_defaults(func=cmd_prune)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileExistsError, RuntimeError) as err:
+        # Our errors name the problem and the fix; a traceback would bury that.
+        print(f"circuitcut {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
