@@ -115,7 +115,8 @@ def main() -> None:
     payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "code.jsonl.xz").write_bytes(lzma.compress(payload, preset=9 | lzma.PRESET_EXTREME))
-    sizes = {lang: sum(len(r["text"].encode()) for r in records if r["language"] == lang) for lang in ("c", "javascript")}
+    languages = ("c", "javascript")
+    sizes = {lang: sum(len(r["text"].encode()) for r in records if r["language"] == lang) for lang in languages}
     counts = {lang: sum(r["language"] == lang for r in records) for lang in sizes}
     header = f"""# code.jsonl.xz: provenance and licences
 

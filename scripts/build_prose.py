@@ -49,7 +49,7 @@ DROP_TAGS = {"ref", "references", "table", "gallery", "math", "code", "source", 
 LIST_TAGS = {"li", "dd", "dt", "ol", "ul"}  # wiki list markers (*, #, :, ;) parse as these
 LINK_DROP = {"file", "image", "media", "category"}
 # Inline templates whose text belongs to the sentence; every other template is dropped.
-FIRST_PARAM = {"nowrap", "vanchor", "smaller", "small", "sc", "angbr", "val", "nihongo", "sic", "lang-sq"}
+FIRST_PARAM = {"nowrap", "vanchor", "smaller", "small", "sc", "angbr", "val", "nihongo", "sic"}
 LAST_PARAM = {"lang", "transl"}
 RANGE_WORDS = {"to", "-", "–", "and", "or", "by", "x", "×", "+/-", "±"}
 LIST_MARK = "\x00"  # marks a line that began as a list item or table row; such lines are dropped

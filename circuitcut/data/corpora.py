@@ -26,8 +26,8 @@ import sysconfig
 from collections import deque
 from collections.abc import Iterator
 from functools import lru_cache
-from itertools import islice
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 from typing import Literal
 
