@@ -1,2 +1,31 @@
 """Knowledge-critical subnetworks (Bayazit et al., arXiv 2310.03084): learned masks whose removal
-erases a set of knowledge-graph facts while keeping other facts and general language modelling."""
+erases a set of knowledge-graph facts while keeping other facts and general language modelling.
+
+Example:
+    >>> from circuitcut.subnetwork import SubnetworkConfig, find_subnetwork, SubnetworkResult, compare
+    >>> result = find_subnetwork(model, SubnetworkConfig(target="tail:animal", steps=300), "runs/animal")
+    >>> result.metrics["change"]["target"]["dppl"]          # TargetKG dPPL of the remaining model
+    >>> with result.mask.removed(model):                      # run the remaining model
+    ...     logits = model(tokens)
+    >>> result.mask.remove_from(model)                        # or remove it from the weights for good
+    >>> other = SubnetworkResult.load("runs/food", model)     # refuses a mask of another model
+    >>> compare(result.mask, other.mask)["overall"]            # Jaccard overlap
+"""
+
+from circuitcut.subnetwork.data import SubnetworkData, build_data
+from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
+from circuitcut.subnetwork.mask import SubnetworkMask
+from circuitcut.subnetwork.trainer import SubnetworkConfig, SubnetworkResult, find_subnetwork, train_scores
+
+__all__ = [
+    "SubnetworkConfig",
+    "SubnetworkData",
+    "SubnetworkMask",
+    "SubnetworkResult",
+    "build_data",
+    "compare",
+    "evaluate_model",
+    "evaluate_subnetwork",
+    "find_subnetwork",
+    "train_scores",
+]

@@ -34,8 +34,19 @@ def gumbel_sigmoid(
     u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
     u = u.clamp(1e-6, 1 - 1e-6)  # keep the logistic noise finite
     soft = torch.sigmoid((scores + torch.log(u) - torch.log1p(-u)) / temperature)
-    hard = (soft > 0.5).to(soft.dtype)
-    return hard + soft - soft.detach()
+    return _Threshold.apply(soft)
+
+
+class _Threshold(torch.autograd.Function):
+    """Forward: exact 0/1 at 0.5 (``hard + soft - soft.detach()`` leaves 1 - 6e-8); backward: identity."""
+
+    @staticmethod
+    def forward(ctx, soft: Tensor) -> Tensor:
+        return (soft > 0.5).to(soft.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad
 
 
 def deterministic_mask(scores: Float[Tensor, "*shape"]) -> Bool[Tensor, "*shape"]:

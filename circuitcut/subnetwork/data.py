@@ -1,0 +1,98 @@
+"""The data a subnetwork run needs, built from a target spec: TargetKG, ControlKG, ControlLM.
+
+TargetKG and ControlKG come from :mod:`circuitcut.data.kg` (facts the model knows, verbalized
+with each fact's chosen training template; held-out paraphrases only for evaluation); ControlLM
+windows from :mod:`circuitcut.data.corpora` (the ``stats`` split trains, the ``eval`` split
+evaluates).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from jaxtyping import Int
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from circuitcut.data import kg
+from circuitcut.data.corpora import corpus_windows
+from circuitcut.data.kg import KGBatch
+
+
+@dataclass
+class SubnetworkData:
+    """Training batches, evaluation batches and the facts behind them (for reports)."""
+
+    target: KGBatch
+    control: KGBatch
+    lm: Int[Tensor, "n_windows window"]
+    eval_kg: dict[str, KGBatch] = field(default_factory=dict)
+    """Evaluation facts by dataset: ``target``, ``target_heldout``, ``control``, ``control_heldout``."""
+    eval_lm: Int[Tensor, "n_windows window"] | None = None
+    facts: dict[str, list[str]] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Refuse data a run cannot learn from: no target or control facts, or facts in both."""
+        if len(self.target) == 0:
+            raise ValueError("TargetKG is empty: there are no facts to suppress.")
+        if len(self.control) == 0:
+            raise ValueError("ControlKG is empty: there are no facts to keep.")
+        if len(self.lm) == 0:
+            raise ValueError("ControlLM is empty: give at least one window of text.")
+        shared = _rows(self.target) & _rows(self.control)
+        if shared:
+            raise ValueError(
+                f"{len(shared)} fact(s) are in both TargetKG and ControlKG (the same prompt and tail); "
+                "a fact cannot be both suppressed and kept. Remove them from the control."
+            )
+
+
+def _rows(batch: KGBatch) -> set[tuple[tuple[int, ...], int]]:
+    """Each fact as (prompt tokens, first tail token)."""
+    return {
+        (tuple(batch.tokens[i, : int(batch.predict_pos[i]) + 1].tolist()), int(batch.tail_token[i]))
+        for i in range(len(batch))
+    }
+
+
+def build_data(model: TransformerBridge, config) -> SubnetworkData:
+    """TargetKG for ``config.target``, ControlKG away from its family, ControlLM windows.
+
+    Only a seeded sample of candidate facts is scored (``n_candidates`` from the target family and
+    as many from elsewhere): checking what the model knows costs one forward pass per template.
+    """
+    tokenizer = model.tokenizer
+    spec = kg.parse_spec(config.target)
+    triplets = kg.load_wordnet(isa_depth=config.isa_depth)
+    family = [t for t in triplets if kg.in_target(t, spec)]
+    if not family:
+        raise kg.KGError(f"No WordNet triplets fall under the target {config.target!r}.")
+    others = [t for t in triplets if not kg.in_target(t, spec)]
+    rng = random.Random(config.seed)
+    candidates = _sample(family, config.n_candidates, rng) + _sample(others, config.n_candidates, rng)
+    known = kg.known_triplets(model, candidates, top_k=config.known_top_k)
+    target = kg.select_target(spec, known, n=config.n_target, min_n=config.min_target, seed=config.seed)
+    control = kg.select_control(known, exclude=target, n=config.n_control, seed=config.seed)
+    kg.check_disjoint(target, control)
+    lm = corpus_windows(config.lm_corpus, tokenizer, n_tokens=config.lm_pool_tokens, window=config.window,
+                        split="stats", seed=config.seed)
+    eval_lm = corpus_windows(config.lm_corpus, tokenizer, n_tokens=config.eval_lm_tokens, window=config.window,
+                             split="eval", seed=config.seed)
+    return SubnetworkData(
+        target=target.encode(tokenizer),
+        control=control.encode(tokenizer),
+        lm=lm,
+        eval_kg={
+            "target": target.encode(tokenizer),
+            "target_heldout": target.encode(tokenizer, template="heldout"),
+            "control": control.encode(tokenizer),
+            "control_heldout": control.encode(tokenizer, template="heldout"),
+        },
+        eval_lm=eval_lm,
+        facts={"target": [str(k) for k in target], "control": [str(k) for k in control]},
+    )
+
+
+def _sample(items: list, n: int, rng: random.Random) -> list:
+    return items if len(items) <= n else rng.sample(items, n)
