@@ -1,0 +1,34 @@
+"""Plotly views of pruning runs and subnetworks; every view takes results and returns a ``go.Figure``.
+
+=========================  ===============================================================
+view                       shows
+=========================  ===============================================================
+``neurons_per_layer``      removed / masked neurons per layer and site kind, counts and %
+``importance_heatmap``     layer x neuron score or importance (log colour), optional sort
+``importance_scatter``     forget vs retain importance per neuron, pruned set ringed
+``pruning_curves``         forget / retain accuracy and perplexity vs percent pruned
+``drop_curves``            forget drop vs retain drop (selective and random)
+``neuron_contexts``        a neuron's top-activating contexts (``top_activating_contexts``)
+``subnetwork_anatomy``     subnetwork share per layer and weight matrix / neuron kind
+``jaccard_matrix``         pairwise overlap of several subnetworks
+``overlap_per_layer``      per-layer overlap of pairs, against the random-set level
+``overlap_counts``         only-A / both / only-B per layer (e.g. selective vs learned)
+=========================  ===============================================================
+
+``make_figures(out_dir, budget)`` regenerates the documentation figures from real runs.
+"""
+
+from circuitcut.plots.neurons import (
+    NeuronContexts, importance_heatmap, importance_scatter, neuron_contexts, neurons_per_layer,
+    top_activating_contexts,
+)
+from circuitcut.plots.pruning import drop_curves, pruning_curves
+from circuitcut.plots.subnetworks import jaccard_matrix, overlap_counts, overlap_per_layer, subnetwork_anatomy
+from circuitcut.plots.figures import make_figures, save_figure
+
+
+__all__ = [
+    "NeuronContexts", "drop_curves", "importance_heatmap", "importance_scatter", "jaccard_matrix", "make_figures",
+    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "pruning_curves", "save_figure",
+    "subnetwork_anatomy", "top_activating_contexts",
+]

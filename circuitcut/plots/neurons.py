@@ -1,0 +1,226 @@
+"""Views of neurons: how many are removed per layer, their importances, and what one of them does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from einops import rearrange
+from jaxtyping import Bool, Float, Int
+from plotly.subplots import make_subplots
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from circuitcut.masks import Hook, NeuronMask
+from circuitcut.plots._common import KIND_NOTES, PALETTE, compact, finish, layer_axis
+from circuitcut.sites import SiteKind, hook_name
+from circuitcut.stats import stream
+
+
+def neurons_per_layer(masks: NeuronMask | Mapping[str, NeuronMask], title: str | None = None) -> go.Figure:
+    """Removed (or masked) neurons per layer and site kind: counts above, percent of the layer below.
+
+    ``masks`` maps a label (``selective``, ``random``, a learned subnetwork ...) to its mask; one
+    bar group per label and site kind.
+    """
+    masks = {"removed": masks} if isinstance(masks, NeuronMask) else dict(masks)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("neurons per layer", "percent of the layer's neurons"))
+    kinds = list(dict.fromkeys(k for m in masks.values() for k in m.removed))
+    n_layers = next(iter(masks.values())).shape.n_layers
+    for i, (label, mask) in enumerate(masks.items()):
+        for j, (kind, removed) in enumerate(mask.removed.items()):
+            counts = removed.sum(dim=1)
+            name = f"{label} · {kind}" if len(kinds) > 1 else label
+            style = dict(name=name, legendgroup=name, marker_color=PALETTE[i % len(PALETTE)],
+                         marker_pattern_shape=("", "/", ".")[j % 3])
+            layers = np.arange(removed.shape[0])
+            fig.add_bar(x=layers, y=counts.numpy(), row=1, col=1, hovertemplate="layer %{x}: %{y} neurons", **style)
+            fig.add_bar(x=layers, y=(100 * counts / removed.shape[1]).numpy(), row=2, col=1, showlegend=False,
+                        hovertemplate="layer %{x}: %{y:.2f}% of " + f"{removed.shape[1]} {kind} neurons", **style)
+    total = ", ".join(f"{label}: {sum(int(v.sum()) for v in m.removed.values())}" for label, m in masks.items())
+    fig.update_xaxes(**layer_axis(n_layers))
+    fig.update_xaxes(title_text="layer", row=2, col=1)
+    fig.update_yaxes(title_text="neurons", row=1, col=1)
+    fig.update_yaxes(title_text="% of layer", row=2, col=1)
+    notes = "<br>".join(f"{k}: {KIND_NOTES[k]}" for k in kinds)
+    fig.add_annotation(text=notes, xref="paper", yref="paper", x=0, y=-0.16, showarrow=False,
+                       align="left", xanchor="left", font_size=11)
+    return finish(fig, title or f"Neurons removed per layer ({total})", barmode="group",
+                  height=620, margin=dict(b=110))
+
+
+def _positive_floor(values: Tensor) -> Tensor:
+    """Zeros lifted to the smallest positive value, so they stay visible on a log scale."""
+    positive = values[values > 0]
+    return values.clamp_min(positive.min().item() if positive.numel() else 1e-12)
+
+
+Shown = Literal["score", "forget", "retain"]
+
+
+def importance_heatmap(
+    forget: Float[Tensor, "layer neuron"],
+    retain: Float[Tensor, "layer neuron"],
+    *,
+    show: Shown = "score",
+    eps: float = 1e-3,
+    sort: bool = False,
+    kind: SiteKind = "mlp",
+    title: str | None = None,
+) -> go.Figure:
+    """Layer x neuron heatmap of the selective-pruning score ``forget / (retain + eps)`` or an importance.
+
+    Colour is log10 (importances span orders of magnitude). With ``sort`` each layer's neurons are
+    ordered by decreasing value, which shows how concentrated each layer is; the hover always names
+    the neuron's own index and both importances.
+    """
+    score = forget / (retain + eps)
+    values = {"score": score, "forget": forget, "retain": retain}[show]
+    index = torch.arange(values.shape[1]).expand_as(values)
+    if sort:
+        order = values.argsort(dim=1, descending=True)
+        values, score, forget, retain, index = (t.gather(1, order) for t in (values, score, forget, retain, index))
+    custom = compact(torch.stack([index.float(), forget, retain, score], dim=-1))
+    label = {"score": f"score forget/(retain+{eps:g})", "forget": "forget importance", "retain": "retain importance"}[show]
+    fig = go.Figure(go.Heatmap(
+        z=compact(_positive_floor(values).log10()), customdata=custom, colorscale="Viridis",
+        colorbar=dict(title=f"log10 {show}"),
+        hovertemplate="layer %{y}<br>neuron %{customdata[0]}<br>forget importance %{customdata[1]:.3g}"
+                      "<br>retain importance %{customdata[2]:.3g}<br>score %{customdata[3]:.3g}<extra></extra>",
+    ))
+    fig.update_yaxes(**layer_axis(values.shape[0]))
+    x = "neuron rank within its layer (sorted by decreasing value)" if sort else "neuron index"
+    return finish(fig, title or f"{label} of every {kind} neuron (log10 colour)", x=x, y="layer", height=560)
+
+
+def importance_scatter(
+    forget: Float[Tensor, "layer neuron"],
+    retain: Float[Tensor, "layer neuron"],
+    pruned: Bool[Tensor, "layer neuron"] | None = None,
+    *,
+    kind: SiteKind = "mlp",
+    title: str | None = None,
+) -> go.Figure:
+    """Forget vs retain importance, one point per neuron coloured by layer, log axes; ``pruned`` ringed.
+
+    Neurons above the diagonal matter more for the forget data; selective pruning removes those
+    furthest above it (zeros are lifted to the smallest positive value to stay on the log axes).
+    """
+    n_layers, n_neurons = forget.shape
+    layer = torch.arange(n_layers)[:, None].expand(n_layers, n_neurons)
+    neuron = torch.arange(n_neurons).expand(n_layers, n_neurons)
+    x, y = _positive_floor(retain.flatten()), _positive_floor(forget.flatten())
+    custom = compact(torch.stack([layer.flatten().float(), neuron.flatten().float()], dim=-1))
+    hover = "layer %{customdata[0]}, neuron %{customdata[1]}<br>forget %{y:.3g}<br>retain %{x:.3g}<extra></extra>"
+    fig = go.Figure(go.Scattergl(
+        x=compact(x), y=compact(y), mode="markers", name="neuron", customdata=custom, hovertemplate=hover,
+        marker=dict(size=3, opacity=0.5, color=compact(layer.flatten().float()), colorscale="Viridis",
+                    colorbar=dict(title="layer")),
+    ))
+    if pruned is not None:
+        sel = pruned.flatten()
+        fig.add_trace(go.Scattergl(
+            x=compact(x[sel]), y=compact(y[sel]), mode="markers", customdata=custom[sel.numpy()],
+            name=f"pruned ({int(sel.sum())})", hovertemplate=hover,
+            marker=dict(size=7, symbol="circle-open", color="#d62728", line_width=1.2),
+        ))
+    bounds = [min(x.min(), y.min()).item(), max(x.max(), y.max()).item()]
+    fig.add_trace(go.Scatter(x=bounds, y=bounds, mode="lines", name="forget = retain",
+                             line=dict(color="grey", dash="dot"), hoverinfo="skip"))
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return finish(fig, title or f"Forget vs retain importance of {n_layers * n_neurons} {kind} neurons",
+                  x="retain importance (log)", y="forget importance (log)", height=620,
+                  legend=dict(x=0.01, y=0.99))
+
+
+@dataclass
+class NeuronContexts:
+    """The windows where one neuron fires most: tokens around each peak and their activations."""
+
+    kind: SiteKind
+    layer: int
+    neuron: int
+    tokens: list[list[str]]
+    """Per context, the token strings around the peak (``""`` where the window ends)."""
+    activations: Float[Tensor, "context offset"]
+    """The neuron's activation at each of those tokens (NaN where the window ends)."""
+    offsets: list[int]
+    """Position of each column relative to the peak token."""
+    peaks: list[tuple[int, int, float]]
+    """Per context: (window, position, peak activation)."""
+
+
+def _readable(text: str) -> str:
+    """Whitespace made visible, so a token that is a space or a newline still shows."""
+    return text.replace("\n", "↵").replace("\t", "⇥").replace(" ", "·")
+
+
+def top_activating_contexts(
+    model: TransformerBridge,
+    tokens: Int[Tensor, "n pos"],
+    layer: int,
+    neuron: int,
+    *,
+    kind: SiteKind = "mlp",
+    k: int = 8,
+    before: int = 10,
+    after: int = 3,
+    fwd_hooks: Sequence[Hook] = (),
+    batch_size: int = 8,
+) -> NeuronContexts:
+    """One pass over ``tokens`` recording a neuron; the ``k`` windows with the highest peaks.
+
+    One context per window, so that a neuron firing on a long run of tokens does not fill the list
+    with near-copies of one passage. ``fwd_hooks`` (e.g. a pruning mask) run first.
+    """
+    recorded: list[Tensor] = []
+
+    def record(activation: Float[Tensor, "batch pos *neuron"], hook=None) -> None:
+        recorded.append(rearrange(activation, "b p ... -> b p (...)")[..., neuron].float().cpu())
+
+    stream(model, tokens, fwd_hooks=[*fwd_hooks, (hook_name(kind, layer), record)], batch_size=batch_size)
+    acts = torch.cat(recorded)
+    peak, position = acts.max(dim=1)
+    windows = peak.topk(min(k, len(peak))).indices.tolist()
+    offsets = list(range(-before, after + 1))
+    rows, values, peaks = [], torch.full((len(windows), len(offsets)), float("nan")), []
+    for r, w in enumerate(windows):
+        p = int(position[w])
+        row = []
+        for c, off in enumerate(offsets):
+            q = p + off
+            inside = 0 <= q < tokens.shape[1]
+            row.append(_readable(model.tokenizer.decode([int(tokens[w, q])])) if inside else "")
+            if inside:
+                values[r, c] = acts[w, q]
+        rows.append(row)
+        peaks.append((w, p, float(peak[w])))
+    return NeuronContexts(kind, layer, neuron, rows, values, offsets, peaks)
+
+
+def neuron_contexts(contexts: NeuronContexts, title: str | None = None) -> go.Figure:
+    """Top-activating contexts as a grid of tokens, each cell coloured by the neuron's activation."""
+    labels = [f"#{i + 1} window {w} pos {p} ({a:.2f})" for i, (w, p, a) in enumerate(contexts.peaks)]
+    limit = float(np.nanmax(np.abs(contexts.activations.numpy()))) if contexts.peaks else 1.0
+    fig = go.Figure(go.Heatmap(
+        z=contexts.activations.numpy(), x=contexts.offsets, y=labels, text=contexts.tokens,
+        texttemplate="%{text}", textfont_size=11, colorscale="RdBu", reversescale=True, zmid=0,
+        zmin=-limit, zmax=limit, colorbar=dict(title="activation"),
+        hovertemplate="%{y}<br>offset %{x}: '%{text}'<br>activation %{z:.3f}<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(dtick=1)
+    fig.add_vrect(x0=-0.5, x1=0.5, line=dict(color="black", width=2))  # the peak column
+    note = f" — {KIND_NOTES[contexts.kind]}" if contexts.kind != "mlp" else ""
+    return finish(
+        fig, title or f"What {contexts.kind} neuron {contexts.layer}.{contexts.neuron} does: "
+                      f"its top-activating contexts{note}",
+        x="position relative to the peak token (tokens; · is a space, ↵ a newline)", y="context",
+        height=max(340, 180 + 36 * len(labels)), width=1300, margin=dict(t=90),
+    )

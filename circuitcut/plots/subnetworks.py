@@ -1,0 +1,128 @@
+"""Views of unit sets (learned subnetworks, pruned neurons): where they sit, and how much two agree.
+
+Every view takes plain ``site name -> bool tensor`` mappings (``True`` = in the set), or anything
+:func:`~circuitcut.plots._common.as_units` turns into one: a learned subnetwork mask, a
+:class:`~circuitcut.masks.NeuronMask`. So a selective-pruning neuron set and a learned neuron mask
+compare directly, as long as they name the same sites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from circuitcut.plots._common import (
+    PALETTE, UnitSet, as_units, chance_jaccard, finish, jaccard, overlap_by_layer, part_label, site,
+)
+
+
+def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.Figure:
+    """Percent of each layer's units in the set, per weight matrix (q k v o gate in out) or neuron kind.
+
+    Left: a layer x matrix heatmap of percent in the subnetwork; right: the subnetwork's units per
+    layer, all matrices together.
+    """
+    units = as_units(units)
+    counts: dict[tuple[int, str], tuple[int, int]] = {}
+    for name, m in units.items():
+        counts[site(name)] = (int(m.sum()), m.numel())
+    layers = sorted({layer for layer, _ in counts})
+    parts = list(dict.fromkeys(part for _, part in sorted(counts, key=lambda lp: lp[0])))
+    percent = np.full((len(layers), len(parts)), np.nan)
+    inside = np.zeros((len(layers), len(parts)), dtype=np.int64)
+    for (layer, part), (n, total) in counts.items():
+        r, c = layers.index(layer), parts.index(part)
+        percent[r, c], inside[r, c] = 100 * n / total, n
+    total_in, total = sum(n for n, _ in counts.values()), sum(t for _, t in counts.values())
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.65, 0.35], horizontal_spacing=0.03,
+                        subplot_titles=("% of the matrix's units in the subnetwork", "units in the subnetwork"))
+    fig.add_trace(go.Heatmap(
+        z=percent, x=[part_label(p) for p in parts], y=layers, customdata=inside, colorscale="Magma",
+        reversescale=True, colorbar=dict(title="% in", x=0.6), text=np.round(percent, 1), texttemplate="%{text}",
+        textfont_size=9, hovertemplate="layer %{y} %{x}: %{z:.2f}% (%{customdata} units)<extra></extra>",
+    ), row=1, col=1)
+    fig.add_bar(x=inside.sum(axis=1), y=layers, orientation="h", marker_color=PALETTE[0], showlegend=False,
+                hovertemplate="layer %{y}: %{x} units<extra></extra>", row=1, col=2)
+    fig.update_yaxes(title_text="layer", dtick=1 if len(layers) <= 16 else 2, row=1, col=1)
+    fig.update_xaxes(title_text="weight matrix / neuron kind", row=1, col=1)
+    fig.update_xaxes(title_text="units (weights or neurons)", row=1, col=2)
+    return finish(fig, title or f"Where the subnetwork sits: {total_in:,} of {total:,} units "
+                                f"({100 * total_in / max(total, 1):.2f}%, sparsity {100 - 100 * total_in / max(total, 1):.2f}%)",
+                  height=max(420, 24 * len(layers) + 160))
+
+
+def _pair(a: UnitSet, b: UnitSet) -> tuple[float, float, tuple[int, int, int, int]]:
+    """Jaccard, chance Jaccard and summed (only a, both, only b, units) over shared sites."""
+    per_layer = overlap_by_layer(a, b)
+    only_a, both, only_b, n = (sum(c[i] for c in per_layer.values()) for i in range(4))
+    return jaccard(only_a, both, only_b), chance_jaccard(only_a + both, only_b + both, n), (only_a, both, only_b, n)
+
+
+def jaccard_matrix(sets: Mapping[str, UnitSet | object], title: str | None = None) -> go.Figure:
+    """Pairwise Jaccard overlap |A & B| / |A | B| of several sets (targets, seeds, methods), annotated."""
+    sets = {label: as_units(s) for label, s in sets.items()}
+    labels = list(sets)
+    values = np.eye(len(labels))
+    chance = np.eye(len(labels))
+    for i, j in combinations(range(len(labels)), 2):
+        j_value, j_chance, _ = _pair(sets[labels[i]], sets[labels[j]])
+        values[i, j] = values[j, i] = j_value
+        chance[i, j] = chance[j, i] = j_chance
+    fig = go.Figure(go.Heatmap(
+        z=values, x=labels, y=labels, customdata=chance, zmin=0, zmax=1, colorscale="Blues",
+        text=np.round(values, 3), texttemplate="%{text}", colorbar=dict(title="Jaccard"),
+        hovertemplate="%{y} vs %{x}<br>Jaccard %{z:.3f}<br>two random sets of these sizes: %{customdata:.3f}"
+                      "<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed")
+    return finish(fig, title or "Overlap of subnetworks (Jaccard; hover for the random-set level)",
+                  x="subnetwork", y="subnetwork", height=max(420, 60 * len(labels) + 200),
+                  width=max(520, 60 * len(labels) + 320))
+
+
+def overlap_per_layer(
+    sets: Mapping[str, UnitSet | object], pairs: Sequence[tuple[str, str]] | None = None, title: str | None = None
+) -> go.Figure:
+    """Jaccard overlap per layer for pairs of sets (all pairs by default), with the random-set level dotted."""
+    sets = {label: as_units(s) for label, s in sets.items()}
+    pairs = list(pairs) if pairs is not None else list(combinations(sets, 2))
+    fig = go.Figure()
+    for i, (a, b) in enumerate(pairs):
+        per_layer = overlap_by_layer(sets[a], sets[b])
+        layers = list(per_layer)
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_scatter(x=layers, y=[jaccard(*c[:3]) for c in per_layer.values()], mode="lines+markers",
+                        name=f"{a} vs {b}", legendgroup=f"{a}{b}", line_color=color,
+                        hovertemplate="layer %{x}: Jaccard %{y:.3f}<extra></extra>")
+        fig.add_scatter(x=layers, y=[chance_jaccard(oa + both, ob + both, n) for oa, both, ob, n in per_layer.values()],
+                        mode="lines", name=f"{a} vs {b}: random level", legendgroup=f"{a}{b}",
+                        line=dict(color=color, dash="dot"), hovertemplate="layer %{x}: random %{y:.3f}<extra></extra>")
+    fig.update_xaxes(dtick=1 if len(fig.data) == 0 or len(fig.data[0].x) <= 16 else 2)
+    return finish(fig, title or "Overlap per layer (Jaccard; dotted: two random sets of the same sizes)",
+                  x="layer", y="Jaccard overlap", height=460)
+
+
+def overlap_counts(
+    a: UnitSet | object, b: UnitSet | object, names: tuple[str, str] = ("selective pruning", "learned mask"),
+    title: str | None = None,
+) -> go.Figure:
+    """Per layer, units only in ``a``, in both, only in ``b`` (stacked), over the sites both cover.
+
+    Made for a selective-pruning neuron set against a learned neuron mask, but any two sets do.
+    """
+    per_layer = overlap_by_layer(as_units(a), as_units(b))
+    layers = list(per_layer)
+    fig = go.Figure()
+    for k, (label, color) in enumerate(((f"only {names[0]}", PALETTE[0]), ("both", PALETTE[3]),
+                                        (f"only {names[1]}", PALETTE[1]))):
+        fig.add_bar(x=layers, y=[c[k] for c in per_layer.values()], name=label, marker_color=color,
+                    hovertemplate="layer %{x}: %{y} units<extra>" + label + "</extra>")
+    j, chance, (only_a, both, only_b, _) = _pair(as_units(a), as_units(b))
+    fig.update_xaxes(dtick=1 if len(layers) <= 16 else 2)
+    return finish(fig, title or f"{names[0]} vs {names[1]}: {both} shared, {only_a} only {names[0]}, "
+                                f"{only_b} only {names[1]} (Jaccard {j:.3f}; random sets {chance:.3f})",
+                  x="layer", y="units", barmode="stack", height=460)

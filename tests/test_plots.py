@@ -1,0 +1,174 @@
+"""Every view builds from small synthetic results (or the tiny model), is titled, and shows its input."""
+
+import numpy as np
+import pytest
+import torch
+
+from circuitcut.masks import NeuronMask
+from circuitcut.plots import (
+    drop_curves, importance_heatmap, importance_scatter, jaccard_matrix, neuron_contexts, neurons_per_layer,
+    overlap_counts, overlap_per_layer, pruning_curves, save_figure, subnetwork_anatomy, top_activating_contexts,
+)
+from circuitcut.plots._common import as_units
+from circuitcut.pruning import PruningConfig, PruningResult, drop
+from circuitcut.sites import ModelShape, hook_name
+from circuitcut.subnetwork.mask import SubnetworkMask
+
+SHAPE = ModelShape("synthetic", n_layers=4, d_model=16, d_mlp=12, n_heads=4, n_key_value_heads=2, d_head=4)
+
+
+def _axis_titles(fig):
+    return [fig.layout[k].title.text for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))]
+
+
+def _titled(fig):
+    assert fig.layout.title.text
+    titles = [t for t in _axis_titles(fig) if t]
+    assert any(k.startswith("x") for k in titles) or len(titles) >= 2, f"axis titles missing: {titles}"
+    return fig
+
+
+def _metrics(top1, ppl):
+    return {"top1": top1, "top10": top1 + 20, "top1_skip": top1 - 5, "top10_skip": top1 + 10, "loss": 1.0,
+            "perplexity": ppl, "n_tokens": 100}
+
+
+@pytest.fixture()
+def result():
+    """Three steps of 2 % each way: selective hits forget harder, random hits both a little."""
+    torch.manual_seed(0)
+    history = [{"method": "original", "step": 0, "fraction": {"mlp": 0.0}, "per_layer": {},
+                "forget": _metrics(50.0, 10.0), "retain": _metrics(40.0, 20.0)}]
+    masks = {}
+    for method, forget, retain in (("selective", [30.0, 15.0, 10.0], [39.0, 36.0, 30.0]),
+                                   ("random", [49.0, 47.0, 45.0], [39.5, 38.0, 36.0])):
+        mask = NeuronMask.empty(SHAPE, ["mlp", "attn_v"])
+        for step, (f, r) in enumerate(zip(forget, retain), start=1):
+            mask.removed["mlp"].view(-1)[torch.randperm(48)[:2]] = True
+            history.append({"method": method, "step": step, "fraction": {"mlp": 0.02 * step},
+                            "per_layer": mask.per_layer(), "forget": _metrics(f, 10 + 5 * step),
+                            "retain": _metrics(r, 20 + step)})
+        mask.removed["attn_v"][1, :3] = True
+        masks[method] = mask
+    importances = {"forget.mlp": torch.rand(4, 12) + 0.01, "retain.mlp": torch.rand(4, 12)}
+    importances["retain.mlp"][2, 5] = 0.0  # a zero must survive the log scale
+    return PruningResult(PruningConfig(steps=3), history, masks, importances)
+
+
+def test_neurons_per_layer_counts_and_percent(result):
+    fig = _titled(neurons_per_layer(result.masks))
+    bars = {(t.name, t.yaxis): t.y for t in fig.data}
+    sel = result.masks["selective"].removed
+    assert list(bars[("selective · mlp", "y")]) == sel["mlp"].sum(1).tolist()
+    assert np.allclose(bars[("selective · attn_v", "y2")], 100 * sel["attn_v"].sum(1).numpy() / 8)
+    assert "one feeds every query head" in fig.layout.annotations[-1].text  # grouped-query note for attn_v
+    assert "selective: " in fig.layout.title.text
+
+
+def test_importance_heatmap_hover_and_sort(result):
+    forget, retain = result.importances["forget.mlp"], result.importances["retain.mlp"]
+    fig = _titled(importance_heatmap(forget, retain))
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (4, 12)
+    assert np.allclose(z, np.log10((forget / (retain + 1e-3)).numpy()), atol=1e-5)
+    assert "forget importance" in fig.data[0].hovertemplate and "neuron" in fig.data[0].hovertemplate
+    fig = importance_heatmap(forget, retain, show="retain", sort=True)
+    z, custom = np.asarray(fig.data[0].z), np.asarray(fig.data[0].customdata)
+    assert np.isfinite(z).all() and (np.diff(z, axis=1) <= 1e-6).all()  # sorted, and the zero stayed finite
+    layer, rank = 0, 0
+    neuron = int(custom[layer, rank, 0])  # the hover names the neuron's own index, not its rank
+    assert custom[layer, rank, 2] == pytest.approx(float(retain[layer, neuron]))
+    assert neuron == int(retain[layer].argmax())
+
+
+def test_importance_scatter_highlights_pruned(result):
+    forget, retain = result.importances["forget.mlp"], result.importances["retain.mlp"]
+    pruned = result.masks["selective"].removed["mlp"]
+    fig = _titled(importance_scatter(forget, retain, pruned))
+    points, ringed = fig.data[0], fig.data[1]
+    assert type(points).__name__ == "Scattergl" and len(points.x) == 48
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert len(ringed.x) == int(pruned.sum())
+    assert np.allclose(sorted(ringed.y), sorted(forget[pruned].numpy()))
+    assert np.asarray(points.marker.color).max() == 3  # coloured by layer
+
+
+def test_pruning_curves_mark_the_selectivity_step(result):
+    fig = _titled(pruning_curves(result))
+    forget_sel = next(t for t in fig.data if t.name.startswith("forget") and "selective" in t.name and t.yaxis == "y")
+    assert list(forget_sel.y) == [50.0, 30.0, 15.0, 10.0]
+    assert list(forget_sel.x) == pytest.approx([0, 2, 4, 6])
+    best = result.selectivity("selective")
+    star = next(t for t in fig.data if t.name.startswith("max"))
+    h = result.steps("selective")[best["step"]]
+    assert list(star.y) == [h["forget"]["top1"], h["retain"]["top1"]]
+    assert f"{best['selectivity']:.1f}" in star.name
+    assert fig.layout.yaxis2.type == "log"
+
+
+def test_drop_curves_are_relative_drops(result):
+    fig = _titled(drop_curves({"mlp": result, "again": result}))
+    line = next(t for t in fig.data if t.name == "mlp selective")
+    assert list(line.y) == pytest.approx([0, *(drop(50.0, f) for f in (30.0, 15.0, 10.0))])
+    assert list(line.x) == pytest.approx([0, *(drop(40.0, r) for r in (39.0, 36.0, 30.0))])
+    assert sum(t.name.endswith("random") for t in fig.data) == 2
+
+
+def _units(seed, layers=(2, 3), matrices=("attn.q", "mlp.in"), p=0.3):
+    g = torch.Generator().manual_seed(seed)
+    return {f"blocks.{layer}.{m}": torch.rand(6, 5, generator=g) < p for layer in layers for m in matrices}
+
+
+def test_subnetwork_anatomy_per_layer_and_matrix():
+    units = _units(0)
+    fig = _titled(subnetwork_anatomy(units))
+    heat, bars = fig.data
+    assert list(heat.x) == ["q", "in"] and list(heat.y) == [2, 3]
+    assert np.asarray(heat.z)[1, 1] == pytest.approx(100 * units["blocks.3.mlp.in"].float().mean().item())
+    assert list(bars.x) == [int(units[f"blocks.{layer}.attn.q"].sum() + units[f"blocks.{layer}.mlp.in"].sum())
+                            for layer in (2, 3)]
+
+
+def test_jaccard_matches_the_subnetwork_mask():
+    sets = {name: SubnetworkMask(SHAPE, "weight", _units(seed)) for name, seed in (("a", 0), ("b", 1), ("c", 2))}
+    fig = _titled(jaccard_matrix(sets))
+    z = np.asarray(fig.data[0].z)
+    assert np.allclose(np.diag(z), 1) and np.allclose(z, z.T)
+    assert z[0, 1] == pytest.approx(sets["a"].jaccard(sets["b"])["overall"])
+    per_layer = _titled(overlap_per_layer(sets, pairs=[("a", "c")]))
+    expected = sets["a"].jaccard(sets["c"])["per_layer"]
+    assert list(per_layer.data[0].y) == pytest.approx([expected[2], expected[3]])
+    assert 0 < per_layer.data[1].y[0] < 1  # the random-set level
+
+
+def test_overlap_counts_selective_against_a_learned_neuron_mask():
+    selective = NeuronMask.empty(SHAPE, ["mlp"])
+    selective.removed["mlp"][2, :4] = True
+    selective.removed["mlp"][0, :4] = True  # a layer the learned mask does not cover: left out
+    learned = {hook_name("mlp", layer): torch.zeros(12, dtype=torch.bool) for layer in (2, 3)}
+    learned[hook_name("mlp", 2)][2:6] = True
+    learned[hook_name("mlp", 3)][0] = True
+    fig = _titled(overlap_counts(selective, learned))
+    only_sel, both, only_learned = (list(t.y) for t in fig.data)
+    assert (only_sel, both, only_learned) == ([2, 0], [2, 0], [2, 1])
+    assert "Jaccard 0.286" in fig.layout.title.text
+    assert as_units(selective).keys() >= learned.keys()
+
+
+def test_top_activating_contexts_on_the_tiny_model(tiny_model, tmp_path):
+    tokens = torch.randint(0, 2000, (5, 24), generator=torch.Generator().manual_seed(0))
+    contexts = top_activating_contexts(tiny_model, tokens, layer=1, neuron=7, k=3, before=4, after=2)
+    _, cache = tiny_model.run_with_cache(tokens, names_filter=lambda n: n == hook_name("mlp", 1))
+    acts = cache[hook_name("mlp", 1)][..., 7]
+    peak, _ = acts.max(dim=1)
+    assert [w for w, _, _ in contexts.peaks] == peak.topk(3).indices.tolist()
+    w, p, a = contexts.peaks[0]
+    assert a == pytest.approx(float(acts[w, p]), rel=1e-4)
+    assert contexts.activations[0, 4] == pytest.approx(a, rel=1e-4)  # column 4 is offset 0
+    assert contexts.tokens[0][4].replace("·", " ") == tiny_model.tokenizer.decode([int(tokens[w, p])]).replace("\n", "↵")
+    fig = _titled(neuron_contexts(contexts))
+    assert list(fig.data[0].x) == [-4, -3, -2, -1, 0, 1, 2]
+    value_contexts = top_activating_contexts(tiny_model, tokens, layer=0, neuron=17, kind="attn_v", k=2)
+    assert "query head" in neuron_contexts(value_contexts).layout.title.text
+    paths = save_figure(fig, tmp_path, "contexts", png=False)
+    assert paths[0].stat().st_size < 50_000 and "cdn.plot.ly" in paths[0].read_text()
