@@ -43,24 +43,45 @@ def cmd_ppl(args) -> None:
 
 
 def _pruning_config(args):
+    """The run's config, with both corpora checked before the model takes time to load."""
+    from circuitcut.data.corpora import load_documents
     from circuitcut.pruning import PruningConfig
 
-    return PruningConfig(
+    config = PruningConfig(
         forget=args.forget, retain=args.retain, sites=args.sites, importance=args.importance,
         steps=args.steps, frac=args.frac, tokens=args.tokens, window=args.window,
         one_shot=args.one_shot, baseline=args.baseline == "random", seed=args.seed, batch_size=args.batch_size,
     )
+    load_documents(config.forget), load_documents(config.retain)
+    return config
 
 
 def cmd_prune(args) -> None:
     from circuitcut.pruning import prune
 
-    config = _pruning_config(args)  # validate before the model loads
+    config = _pruning_config(args)
     model = _load(args)
     start = time.perf_counter()
     result = prune(model, config, out_dir=args.out, resume=args.resume)
     print(result.summary())
     print(f"wrote {args.out}/history.json and masks in {time.perf_counter() - start:.0f} s")
+
+
+def cmd_demo(args) -> None:
+    """The main job: the model's sites, then a short forget-code / retain-prose run vs random."""
+    from circuitcut.pruning import prune
+    from circuitcut.sites import ModelShape
+
+    config = _pruning_config(args)
+    model = _load(args)
+    print(ModelShape.of(model).describe(), "\n")
+    print(f"Selective pruning: forget {config.forget}, retain {config.retain}, {config.sites} neurons, "
+          f"{config.importance} importance, {config.steps} steps of {config.frac:.0%}, {config.tokens} tokens per split")
+    start = time.perf_counter()
+    # Resuming makes a repeated or interrupted demo pick up what is already in its folder.
+    result = prune(model, config, out_dir=args.out, resume=True)
+    print(result.summary())
+    print(f"run folder: {args.out} ({time.perf_counter() - start:.0f} s)")
 
 
 def _prune_args(p: argparse.ArgumentParser, **defaults) -> None:
@@ -102,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("prune", help="selective pruning with a random baseline")
     _prune_args(p)
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("demo", help="the main job: a short selective-pruning run next to random pruning")
+    _prune_args(p, steps=3, tokens=4096, out="runs/demo")
+    p.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
     try:

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as transformers_logging
 
 DEFAULT_MODEL = "smollm2"
 CACHE_ENV = "CIRCUITCUT_CACHE"
@@ -184,7 +185,11 @@ def load_model(
     else:
         source = official = _hub_checkpoint(name)
     device = resolve_device(device)
-    hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    transformers_logging.disable_progress_bar()  # a bar per load is noise in notebooks and logs
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    finally:
+        transformers_logging.enable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(source)
     bridge = TransformerBridge.boot_transformers(
         source, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype, n_ctx=n_ctx
