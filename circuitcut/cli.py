@@ -69,6 +69,7 @@ def cmd_prune(args) -> None:
 
 def cmd_demo(args) -> None:
     """The main job: the model's sites, then a short forget-code / retain-prose run vs random."""
+    from circuitcut import plots
     from circuitcut.pruning import prune
     from circuitcut.sites import ModelShape
 
@@ -81,7 +82,31 @@ def cmd_demo(args) -> None:
     # Resuming makes a repeated or interrupted demo pick up what is already in its folder.
     result = prune(model, config, out_dir=args.out, resume=True)
     print(result.summary())
-    print(f"run folder: {args.out} ({time.perf_counter() - start:.0f} s)")
+    for name, fig in {"pruning_curves": plots.pruning_curves(result), "drop_curves": plots.drop_curves(result),
+                      "neurons_per_layer": plots.neurons_per_layer(result.masks)}.items():
+        plots.save_figure(fig, args.out, name, png=False)  # HTML: PNG export needs a browser
+    print(f"run folder with plots (*.html): {args.out} ({time.perf_counter() - start:.0f} s)")
+
+
+def cmd_subnet(args) -> None:
+    from circuitcut.subnetwork import SubnetworkConfig, find_subnetwork
+
+    config = SubnetworkConfig(target=args.target, granularity=args.granularity, steps=args.steps, seed=args.seed)
+    model = _load(args)
+    result = find_subnetwork(model, config, args.out)
+    metrics = result.metrics
+    print(f"sparsity {metrics['sparsity']:.2f}% (maskable units not in the subnetwork)")
+    print(f"{'dataset':12s} {'dPPL remaining':>15s} {'dPPL random mask (mean, sd)':>30s}")
+    for name, change in metrics["change"].items():
+        rand = metrics["random"]["change"].get(name, {}).get("dppl", {"mean": float("nan"), "std": float("nan")})
+        print(f"{name:12s} {change.get('dppl', float('nan')):+14.1f}% {rand['mean']:+20.1f}% ({rand['std']:.1f})")
+    print(f"wrote {args.out}/metrics.json, mask.safetensors, config.json")
+
+
+def cmd_figures(args) -> None:
+    from circuitcut.plots import make_figures
+
+    make_figures(args.out, args.budget, png=not args.no_png)
 
 
 def _prune_args(p: argparse.ArgumentParser, **defaults) -> None:
@@ -127,6 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="the main job: a short selective-pruning run next to random pruning")
     _prune_args(p, steps=3, tokens=4096, out="runs/demo")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("subnet", help="find a knowledge-critical subnetwork for a knowledge-graph target")
+    _model_args(p)
+    p.add_argument("--target", default="isa:animal", help="relation:tail, e.g. isa:animal, isa:building")
+    p.add_argument("--granularity", default="neuron", choices=["neuron", "weight"])
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/subnet", help="run folder (a run started again resumes)")
+    p.set_defaults(func=cmd_subnet)
+
+    p = sub.add_parser("figures", help="regenerate the figures from real runs on the embedded model")
+    p.add_argument("--out", default="figures")
+    p.add_argument("--budget", default="full", choices=["full", "small"])
+    p.add_argument("--no-png", action="store_true", help="HTML only (PNG export needs chromium)")
+    p.set_defaults(func=cmd_figures)
 
     args = parser.parse_args(argv)
     try:

@@ -41,5 +41,16 @@ def test_bad_input_is_one_clear_line(tiny_model_dir, tmp_path, capsys):
         (["--forget", "no-such-corpus"], "no-such-corpus"),
     ]:
         assert main([*base, *extra, "--tokens", "256", "--window", "32"]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("circuitcut prune: error:") and message in err
+        last_line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last_line.startswith("circuitcut prune: error:") and message in last_line
+
+
+def test_demo_prints_selectivity_and_writes_plots(tiny_model_dir, tmp_path, capsys):
+    args = ["demo", "--model", str(tiny_model_dir), "--device", "cpu", "--steps", "1", "--tokens", "256",
+            "--window", "32", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "neuron sites" in out and "selectivity (selective)" in out and "selectivity (random)" in out
+    assert {p.name for p in tmp_path.glob("*.html")} == {"pruning_curves.html", "drop_curves.html",
+                                                        "neurons_per_layer.html"}
+    assert main(args) == 0  # a second demo resumes its finished run instead of refusing the folder
