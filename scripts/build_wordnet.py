@@ -23,10 +23,10 @@ from circuitcut.data.wordnet import LICENSE_FILE, SHIPPED_FILE, read_license, wr
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "circuitcut" / "data" / "files"
 
 NOTICE_HEADER = """\
-The file wordnet_nouns.tsv.gz is derived from WordNet 3.0 (data.noun, index.noun): the noun
-hypernym hierarchy, the first lemma of every noun synset, and the part, member and substance
-meronym pointers, rewritten by scripts/build_wordnet.py of circuitcut. It is distributed under
-the WordNet 3.0 licence reproduced below.
+The file wordnet_nouns.tsv.gz is derived from WordNet 3.0 (data.noun, index.noun, cntlist.rev):
+the noun hypernym hierarchy, the first lemma of every noun synset, SemCor tag counts, and the
+part, member and substance meronym pointers, rewritten by scripts/build_wordnet.py of
+circuitcut. It is distributed under the WordNet 3.0 licence reproduced below.
 
 George A. Miller (1995). WordNet: A Lexical Database for English. Communications of the ACM
 Vol. 38, No. 11: 39-41. Christiane Fellbaum (1998, ed.) WordNet: An Electronic Lexical

@@ -9,9 +9,11 @@ Two halves:
 
 The shipped file is a gzip TSV, one record per line, ``#`` lines are comments:
 
-``S <offset> <name> <hypernym offsets, comma separated, instance hypernyms prefixed with i>``
+``S <offset> <name> <hypernym offsets, comma separated, instance hypernyms prefixed with i> <count>``
     every noun synset (82,115), named NLTK-style after its first lemma and that lemma's sense
-    number (``dog.n.01``; case and underscores kept, e.g. ``Paris.n.01``);
+    number (``dog.n.01``; case and underscores kept, e.g. ``Paris.n.01``); ``count`` is the
+    synset's SemCor tag count (``cntlist.rev``, summed over its lemmas; empty for 0), a measure of
+    how familiar the concept is (dog 42, canine 0);
 ``P <part> <whole>``
     part meronymy: the first is part of the second ("wheel" part of "car");
 ``M <member> <group>``
@@ -73,6 +75,7 @@ class SynsetRecord:
     lex_filenum: int
     ss_type: str
     lemmas: tuple[str, ...]
+    lex_ids: tuple[int, ...]
     pointers: tuple[Pointer, ...]
     gloss: str
 
@@ -92,13 +95,14 @@ def parse_data_line(line: str) -> SynsetRecord | None:
     fields = data.split()
     offset, lex_filenum, ss_type = fields[0], int(fields[1]), fields[2]
     w_cnt = int(fields[3], 16)
-    lemmas = []
+    lemmas, lex_ids = [], []
     i = 4
     for _ in range(w_cnt):
         word = fields[i]
         if ss_type in "as" and word.endswith(")") and "(" in word:  # adjective markers: "big(a)"
             word = word[: word.index("(")]
         lemmas.append(word)
+        lex_ids.append(int(fields[i + 1], 16))
         i += 2
     p_cnt = int(fields[i])
     i += 1
@@ -106,7 +110,7 @@ def parse_data_line(line: str) -> SynsetRecord | None:
     for _ in range(p_cnt):
         pointers.append(Pointer(fields[i], fields[i + 1], fields[i + 2], fields[i + 3]))
         i += 4
-    return SynsetRecord(offset, lex_filenum, ss_type, tuple(lemmas), tuple(pointers), gloss.strip())
+    return SynsetRecord(offset, lex_filenum, ss_type, tuple(lemmas), tuple(lex_ids), tuple(pointers), gloss.strip())
 
 
 def read_data(path: str | Path) -> Iterator[SynsetRecord]:
@@ -133,6 +137,22 @@ def read_index(path: str | Path) -> dict[str, list[str]]:
     return senses
 
 
+def read_counts(path: str | Path) -> dict[str, int]:
+    """``cntlist.rev``: sense key (``dog%1:05:00::``) -> SemCor tag count."""
+    counts: dict[str, int] = {}
+    with open(path, encoding="utf-8", errors="replace", newline=None) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) == 3:
+                counts[fields[0]] = int(fields[2])
+    return counts
+
+
+def sense_key(record: SynsetRecord, i: int) -> str:
+    """The sense key of a noun synset's i-th lemma, as in ``cntlist.rev`` and ``index.sense``."""
+    return f"{record.lemmas[i].lower()}%1:{record.lex_filenum:02d}:{record.lex_ids[i]:02d}::"
+
+
 def read_license(path: str | Path) -> str:
     """The Princeton licence notice at the head of every data file, without line numbers."""
     lines = []
@@ -151,15 +171,18 @@ def compact_records(wordnet_dir: str | Path) -> Iterator[str]:
     wordnet_dir = Path(wordnet_dir)
     records = list(read_data(wordnet_dir / "data.noun"))
     senses = read_index(wordnet_dir / "index.noun")
+    cnt_path = wordnet_dir / "cntlist.rev"
+    counts = read_counts(cnt_path) if cnt_path.exists() else {}
     yield "# WordNet 3.0 nouns, compact graph for circuitcut (see circuitcut/data/wordnet.py)."
     yield "# WordNet 3.0 Copyright 2006 by Princeton University. Licence: wordnet_LICENSE.txt."
-    yield "# S offset name hypernyms(i=instance) | P part whole | M member group | D thing substance"
+    yield "# S offset name hypernyms(i=instance) semcor_count | P part whole | M member group | D thing substance"
     for rec in records:
         lemma = rec.lemmas[0]
         order = senses.get(lemma.lower(), [])
         sense = order.index(rec.offset) + 1 if rec.offset in order else 1
         parents = rec.targets("@") + ["i" + o for o in rec.targets("@i")]
-        yield f"S\t{rec.offset}\t{lemma}.n.{sense:02d}\t{','.join(parents)}"
+        count = sum(counts.get(sense_key(rec, i), 0) for i in range(len(rec.lemmas)))
+        yield f"S\t{rec.offset}\t{lemma}.n.{sense:02d}\t{','.join(parents)}\t{count or ''}"
     for rec in records:
         for symbol, (tag, _, target_is_head) in MERONYM_POINTERS.items():
             for other in rec.targets(symbol):
@@ -192,6 +215,7 @@ class WordNetGraph:
     parents: dict[str, tuple[str, ...]]
     instance_parents: dict[str, tuple[str, ...]]
     pairs: dict[str, list[tuple[str, str]]]
+    counts: dict[str, int] = field(default_factory=dict)
     _by_name: dict[str, str] = field(default_factory=dict, repr=False)
     _by_lemma: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _children: dict[str, list[str]] | None = field(default=None, repr=False)
@@ -210,6 +234,10 @@ class WordNetGraph:
     def lemma(self, offset: str) -> str:
         """Display form of the first lemma: ``"domestic animal"``, ``"Paris"``."""
         return self.names[offset].rsplit(".", 2)[0].replace("_", " ")
+
+    def count(self, offset: str) -> int:
+        """SemCor tag count of the synset (0 for most; familiar concepts have more)."""
+        return self.counts.get(offset, 0)
 
     def all_parents(self, offset: str) -> tuple[str, ...]:
         return self.parents.get(offset, ()) + self.instance_parents.get(offset, ())
@@ -282,6 +310,7 @@ def parse_compact(lines: Iterable[str]) -> WordNetGraph:
     parents: dict[str, tuple[str, ...]] = {}
     instance_parents: dict[str, tuple[str, ...]] = {}
     pairs: dict[str, list[tuple[str, str]]] = {relation: [] for relation in TAG_RELATION.values()}
+    counts: dict[str, int] = {}
     for line in lines:
         if not line or line.startswith("#"):
             continue
@@ -297,9 +326,11 @@ def parse_compact(lines: Iterable[str]) -> WordNetGraph:
                 parents[offset] = hyper
             if inst:
                 instance_parents[offset] = inst
+            if len(parts) > 4 and parts[4]:
+                counts[offset] = int(parts[4])
         elif tag in TAG_RELATION:
             pairs[TAG_RELATION[tag]].append((parts[1], parts[2]))
-    return WordNetGraph(names, parents, instance_parents, pairs)
+    return WordNetGraph(names, parents, instance_parents, pairs, counts)
 
 
 def shipped_path() -> Path:
