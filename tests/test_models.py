@@ -81,3 +81,15 @@ def test_uncached_hub_name_offline_fails_fast_with_one_clear_error(monkeypatch):
 def test_folder_without_checkpoint_is_refused(tmp_path):
     with pytest.raises(ModelUnavailableError, match="holds no Hugging Face checkpoint"):
         circuitcut.load_model(str(tmp_path))
+
+
+def test_bundled_model_perplexity_on_prose_is_sane(smollm2):
+    from circuitcut.data.corpora import corpus_windows
+    from circuitcut.evaluate import evaluate_tokens
+
+    windows = corpus_windows("prose", smollm2.tokenizer, n_tokens=2048, split="eval")
+    metrics = evaluate_tokens(smollm2, windows)
+    print(f"SmolLM2 on prose (eval split, {metrics.n_tokens} tokens): perplexity {metrics.perplexity:.2f}, "
+          f"top-1 {metrics.top1:.1f}%")
+    assert 3 < metrics.perplexity < 40
+    assert 25 < metrics.top1 < 60
