@@ -10,7 +10,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
@@ -41,40 +40,51 @@ def common_tokens(tokens: Int[Tensor, "n pos"], k: int = 50) -> Int[Tensor, " k"
     return counts.topk(min(k, int((counts > 0).sum()))).indices
 
 
+_COUNTS = ("n", "n_skip", "top1", "top10", "top1_skip", "top10_skip", "nll")
+
+
 class _Tally:
-    """Running sums of per-position results; one instance per evaluation."""
+    """Running sums of per-position results; one instance per evaluation.
+
+    The sums stay a float64 tensor on the logits' device (no per-batch host sync on a GPU) and
+    are read once at the end; being sums, they reduce across data-parallel ranks by addition.
+    """
 
     def __init__(self, skip: Int[Tensor, " k"]):
         self.skip = skip
-        self.n = self.n_skip = 0
-        self.top1 = self.top10 = self.top1_skip = self.top10_skip = 0
-        self.nll = 0.0
+        self.sums: Float[Tensor, " 7"] | None = None
 
     def __call__(self, batch: Int[Tensor, "batch pos"], logits: Float[Tensor, "batch pos vocab"]) -> None:
-        logits = logits[:, :-1].float()
+        logits = logits[:, :-1]
         target = batch[:, 1:].to(logits.device)
         target_logit = logits.gather(-1, target[..., None])
-        # The rank of the target is the number of logits above it: one pass, no sort.
+        # The rank of the target is the number of logits above it: one pass, no sort. Comparing in
+        # the model's dtype gives the same ranks as in float32 (the conversion is exact).
         rank = (logits > target_logit).sum(-1)
-        keep = ~torch.isin(target, self.skip.to(target.device))
-        self.n += target.numel()
-        self.n_skip += int(keep.sum())
-        self.top1 += int((rank == 0).sum())
-        self.top10 += int((rank < 10).sum())
-        self.top1_skip += int(((rank == 0) & keep).sum())
-        self.top10_skip += int(((rank < 10) & keep).sum())
-        self.nll += float(F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum"))
+        if self.skip.device != target.device:
+            self.skip = self.skip.to(target.device)
+        keep = ~torch.isin(target, self.skip)
+        # Cross-entropy as logsumexp - target logit: no log-softmax copy of the logits.
+        nll = (logits.float().logsumexp(-1) - target_logit[..., 0].float()).sum()
+        top1, top10 = rank == 0, rank < 10
+        batch_sums = torch.stack([
+            torch.tensor(float(target.numel()), device=target.device), keep.sum(), top1.sum(), top10.sum(),
+            (top1 & keep).sum(), (top10 & keep).sum(), nll,
+        ]).double()
+        self.sums = batch_sums if self.sums is None else self.sums + batch_sums
 
     def result(self) -> TokenMetrics:
-        loss = self.nll / self.n
+        values = dict(zip(_COUNTS, self.sums.tolist() if self.sums is not None else [0.0] * len(_COUNTS)))
+        n, n_skip = int(values["n"]), int(values["n_skip"])
+        loss = values["nll"] / max(n, 1)
         return TokenMetrics(
-            top1=100 * self.top1 / self.n,
-            top10=100 * self.top10 / self.n,
-            top1_skip=100 * self.top1_skip / max(self.n_skip, 1),
-            top10_skip=100 * self.top10_skip / max(self.n_skip, 1),
+            top1=100 * values["top1"] / max(n, 1),
+            top10=100 * values["top10"] / max(n, 1),
+            top1_skip=100 * values["top1_skip"] / max(n_skip, 1),
+            top10_skip=100 * values["top10_skip"] / max(n_skip, 1),
             loss=loss,
             perplexity=math.exp(loss),
-            n_tokens=self.n,
+            n_tokens=n,
         )
 
 
@@ -88,16 +98,29 @@ def evaluate_tokens(
     batch_size: int = 8,
     progress: bool = False,
     desc: str = "evaluate",
+    distributed: bool = False,
 ) -> TokenMetrics:
     """Next-token metrics of the model (edited by ``fwd_hooks``) on ``tokens``.
 
-    ``stat_hooks`` let the same forward passes collect neuron statistics as well.
+    ``stat_hooks`` let the same forward passes collect neuron statistics as well. With
+    ``distributed=True`` (under ``torchrun``, see :mod:`circuitcut.distributed`) each rank scores
+    its share of the windows and every rank returns the metrics of all of them (the common tokens
+    are those of all the windows either way); ``stat_hooks`` then see this rank's share only.
 
     Example:
         >>> m = evaluate_tokens(model, windows)
         >>> m.top1, m.perplexity
     """
+    from circuitcut import distributed as dist
+
     tally = _Tally(common_tokens(tokens, skip_common))
+    if distributed:
+        tokens = dist.shard(tokens)
     stream(model, tokens, fwd_hooks=fwd_hooks, on_batch=tally, stat_hooks=stat_hooks,
-           batch_size=batch_size, desc=desc, progress=progress)
+           batch_size=batch_size, desc=desc, progress=progress and dist.is_main_process())
+    if distributed:
+        device = next(model.parameters()).device
+        if tally.sums is None:
+            tally.sums = torch.zeros(len(_COUNTS), dtype=torch.float64, device=device)
+        dist.all_reduce_([tally.sums])
     return tally.result()

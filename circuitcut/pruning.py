@@ -24,12 +24,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from circuitcut import distributed
 from circuitcut.data.corpora import corpus_windows
 from circuitcut.evaluate import TokenMetrics, evaluate_tokens
 from circuitcut.masks import NeuronMask
 from circuitcut.runs import atomic_path, read_json, write_json
 from circuitcut.sites import ModelShape, SiteKind, check_kinds
-from circuitcut.stats import IMPORTANCES, Importance, NeuronStats, collect_stats
+from circuitcut.stats import IMPORTANCES, Importance, NeuronStats, collect_stats, stats_hooks
 
 Method = Literal["selective", "random"]
 DEFAULT_EPS: dict[SiteKind, float] = {"mlp": 1e-3, "attn_v": 1e-4, "attn_z": 1e-4}
@@ -65,6 +66,10 @@ class PruningConfig:
     """The skip-common metrics ignore this many most frequent target tokens."""
     seed: int = 0
     batch_size: int = 8
+    stats_on_eval: bool = False
+    """Collect each step's statistics during the forward passes that evaluate the previous step, on
+    the evaluation split: half the forward passes per step, but statistics and evaluation then share
+    tokens (the paper keeps them disjoint, the default)."""
 
     def __post_init__(self) -> None:
         self.sites = check_kinds(self.sites)
@@ -208,6 +213,8 @@ class _Run:
 
     def __init__(self, model: TransformerBridge, config: PruningConfig, out_dir: Path | None, resume: bool):
         self.model, self.config, self.out = model, config, out_dir
+        # Under torchrun every rank reads the folder, only rank 0 writes it.
+        self.write = out_dir is not None and distributed.is_main_process()
         self.shape = ModelShape.of(model)
         self.per_step = config.per_step(self.shape)
         self.history: list[dict] = []
@@ -231,7 +238,9 @@ class _Run:
                 last = max(h["step"] for h in self.history if h["method"] == method)
                 self.masks[method] = NeuronMask.load(self._mask_path(method, last), self.model)
         else:
-            write_json(out / "config.json", {**self.config.to_dict(), "model": self.shape.name})
+            distributed.barrier()  # every rank has seen the folder empty before rank 0 writes
+            if self.write:
+                write_json(out / "config.json", {**self.config.to_dict(), "model": self.shape.name})
 
     def _mask_path(self, method: str, step: int) -> Path:
         return self.out / "steps" / f"{method}_{step:03d}.safetensors"
@@ -249,7 +258,7 @@ class _Run:
                              "forget": forget.to_dict(), "retain": retain.to_dict()})
         if method != "original":
             self.masks[method] = mask.copy()
-        if self.out is None:
+        if not self.write:
             return
         if method != "original":
             mask.save(self._mask_path(method, step), {"method": method, "step": str(step)})
@@ -260,7 +269,7 @@ class _Run:
         imp = self.config.importance
         self.importances = {f"{name}.{k}": v.contiguous() for name, stats in (("forget", forget), ("retain", retain))
                             for k, v in stats.importance(imp).items()}
-        if self.out is not None:
+        if self.write:
             with atomic_path(self.out / "importance.safetensors") as tmp:
                 save_file(self.importances, str(tmp))
 
@@ -289,27 +298,47 @@ def prune(
     data = data or PruningData.from_config(model.tokenizer, config)
     run = _Run(model, config, Path(out_dir) if out_dir is not None else None, resume)
     bs = config.batch_size
+    device = next(model.parameters()).device
+    # Under torchrun (a process group is up) every rank takes its share of each token set and
+    # the statistics and metrics are reduced across ranks; see circuitcut.distributed.
+    parallel = distributed.is_distributed()
+    progress = progress and distributed.is_main_process()
+    eval_splits = (("forget", data.forget_eval), ("retain", data.retain_eval))
 
-    def evaluate(mask: NeuronMask) -> tuple[TokenMetrics, TokenMetrics]:
-        hooks = mask.hooks()
-        return tuple(evaluate_tokens(model, tokens, fwd_hooks=hooks, skip_common=config.skip_common,
-                                     batch_size=bs, desc=f"evaluate {name}")
-                     for name, tokens in (("forget", data.forget_eval), ("retain", data.retain_eval)))
+    def evaluate(mask: NeuronMask, collect: bool = False) -> tuple[TokenMetrics, TokenMetrics, tuple | None]:
+        """Both evaluation splits; with ``collect``, also their statistics from the same passes."""
+        hooks = mask.hooks(device)
+        metrics, stats = [], []
+        for name, tokens in eval_splits:
+            st = NeuronStats.empty(run.shape, config.sites) if collect else None
+            metrics.append(evaluate_tokens(model, tokens, fwd_hooks=hooks, skip_common=config.skip_common,
+                                           stat_hooks=stats_hooks(st) if collect else (), batch_size=bs,
+                                           desc=f"evaluate {name}", distributed=parallel))
+            if collect:
+                st.count = len(distributed.shard(tokens)) * tokens.shape[1]
+                stats.append(distributed.all_reduce_stats(st) if parallel else st)
+        return metrics[0], metrics[1], tuple(stats) if collect else None
 
     def statistics(mask: NeuronMask) -> tuple[NeuronStats, NeuronStats]:
-        hooks = mask.hooks()
-        return tuple(collect_stats(model, tokens, config.sites, fwd_hooks=hooks, batch_size=bs, desc=f"statistics {name}")
-                     for name, tokens in (("forget", data.forget_stats), ("retain", data.retain_stats)))
+        hooks = mask.hooks(device)
+        splits = eval_splits if config.stats_on_eval else (("forget", data.forget_stats), ("retain", data.retain_stats))
+        return tuple(collect_stats(model, tokens, config.sites, fwd_hooks=hooks, batch_size=bs,
+                                   desc=f"statistics {name}", distributed=parallel)
+                     for name, tokens in splits)
 
     methods: list[Method] = ["selective", "random"] if config.baseline else ["selective"]
     total = 1 + config.steps * len(methods)
     evaluated_original = any(h["method"] == "original" for h in run.history)
     done = int(evaluated_original) + sum(run.done(m)[0] for m in methods)
     eps = {k: config.eps_for(k) for k in config.sites}
+    # With stats_on_eval, the statistics of the mask just evaluated (None: collect them when needed).
+    pending: tuple[NeuronStats, NeuronStats] | None = None
     with tqdm(total=total, initial=done, desc="pruning steps", disable=not progress) as bar:
         if not evaluated_original:
             empty = NeuronMask.empty(run.shape, config.sites)
-            run.record("original", 0, empty, *evaluate(empty))
+            collect = config.stats_on_eval and run.done("selective")[0] < config.steps
+            f_metrics, r_metrics, pending = evaluate(empty, collect)
+            run.record("original", 0, empty, f_metrics, r_metrics)
             bar.update()
         for method in methods:
             start, mask = run.done(method)
@@ -322,13 +351,21 @@ def prune(
                 elif scores is None or not config.one_shot:
                     # One-shot runs rank once, from the unpruned model's statistics.
                     seen = NeuronMask.empty(run.shape, config.sites) if config.one_shot else mask
-                    forget, retain = statistics(seen)
+                    forget, retain = pending if pending is not None else statistics(seen)
+                    pending = None
                     scores = selectivity_scores(forget, retain, config.importance, eps)
+                    # Reduced sums are the same on every rank; broadcasting makes the masks agree
+                    # bit for bit whatever the reduction order.
+                    distributed.broadcast_(list(scores.values()))
                     if step == 1:
                         run.save_importances(forget, retain)
                 chosen = {k: top_unpruned(scores[k], mask.removed[k], n) for k, n in run.per_step.items()}
                 for k, new in chosen.items():
                     mask.removed[k] |= new
-                run.record(method, step, mask, *evaluate(mask))
+                collect = (config.stats_on_eval and method == "selective" and not config.one_shot
+                           and step < config.steps)
+                f_metrics, r_metrics, pending = evaluate(mask, collect)
+                run.record(method, step, mask, f_metrics, r_metrics)
                 bar.update()
+    distributed.barrier()  # rank 0 has written the last step before any rank returns
     return PruningResult(config, run.history, run.masks, run.importances)

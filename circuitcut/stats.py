@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from einops import rearrange
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -89,21 +88,71 @@ class NeuronStats:
 
 
 class StatsHook:
-    """Adds one layer's activations at the positions in ``token_mask`` to running sums."""
+    """Adds one layer's activations at the positions in ``token_mask`` to running sums.
+
+    The four sums of a batch are taken in float32 on the activation's device (whatever the model's
+    dtype) and added to a float64 running total kept on that device; :meth:`flush` moves the total
+    into ``sums`` (on the CPU) once per collection, so a GPU run does no per-batch transfer.
+    :func:`stream` flushes its ``stat_hooks`` when it ends; call it yourself when using the hook
+    with ``model.hooks`` directly.
+    """
 
     def __init__(self, sums: SiteSums, layer: int):
         self.sums, self.layer = sums, layer
         self.token_mask: Bool[Tensor, "batch pos"] | None = None
+        self._total: Float[Tensor, "4 neuron"] | None = None
 
     def __call__(self, activation: Float[Tensor, "batch pos *neuron"], hook=None) -> None:
-        x = rearrange(activation.detach(), "batch pos ... -> (batch pos) (...)")
+        x = activation.detach().flatten(0, 1).flatten(1)  # (batch pos) neuron
         if self.token_mask is not None:
-            x = x[self.token_mask.flatten()]
-        x = x.float()
-        for acc, value in zip(
-            self.sums.tensors(), ((x > 0).sum(0), x.sum(0), x.abs().sum(0), (x * x).sum(0))
-        ):
-            acc[self.layer] += value.to(acc.device, torch.float64)
+            x = x[self.token_mask.reshape(-1).to(x.device)]
+        x = x.float()  # no copy for float32 models
+        batch = torch.stack((x.gt(0).sum(0, dtype=torch.float32), x.sum(0), x.abs().sum(0), x.square().sum(0)))
+        if self._total is None:
+            self._total = torch.zeros(batch.shape, dtype=_accumulator_dtype(batch.device), device=batch.device)
+        self._total += batch
+
+    def flush(self) -> None:
+        """Add what was collected since the last flush to ``sums``."""
+        if self._total is None:
+            return
+        total = self._total.to(self.sums.positive.device, torch.float64)
+        for acc, value in zip(self.sums.tensors(), total):
+            acc[self.layer] += value
+        self._total = None
+
+
+def _accumulator_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+class _StopForward(Exception):
+    """Raised by a hook after the last site anyone reads, when nothing needs the logits."""
+
+
+def _stop_forward(activation: Tensor, hook=None) -> None:
+    raise _StopForward
+
+
+_ORDER_IN_BLOCK = {"attn.hook_v": 0, "attn.hook_z": 1, "mlp.hook_post": 2}
+
+
+def _site_position(name) -> tuple[int, int] | None:
+    """Where a neuron-site hook runs in the forward pass: (layer, order in the block), else None."""
+    if not isinstance(name, str):
+        return None
+    parts = name.split(".", 2)
+    if len(parts) != 3 or parts[0] != "blocks" or not parts[1].isdigit() or parts[2] not in _ORDER_IN_BLOCK:
+        return None
+    return int(parts[1]), _ORDER_IN_BLOCK[parts[2]]
+
+
+def last_site(names) -> str | None:
+    """The hook among ``names`` that runs last, if all are neuron sites (else None: no early stop)."""
+    positions = [(_site_position(n), n) for n in names]
+    if not positions or any(p is None for p, _ in positions):
+        return None
+    return max(positions)[1]
 
 
 def stats_hooks(stats: NeuronStats) -> list[tuple[str, StatsHook]]:
@@ -133,20 +182,40 @@ def stream(
     batch_size: int = 8,
     desc: str | None = None,
     progress: bool = False,
+    stop_early: bool | None = None,
 ) -> None:
     """One forward pass per batch with the given hooks; the single loop both methods run on.
 
     ``stat_hooks`` read activations, ``fwd_hooks`` edit them (masks), ``on_batch`` sees the logits.
+
+    When nothing reads the logits (no ``on_batch``) and every hook sits on a neuron site
+    (``blocks.L.mlp.hook_post``, ``attn.hook_v``, ``attn.hook_z``), each forward pass stops right
+    after the last hooked site: the layers above it and the unembedding (a fifth of SmolLM2's
+    compute, and a ``batch x pos x vocab`` logits tensor) are never run. ``stop_early=False``
+    runs the whole model anyway.
     """
     device = next(model.parameters()).device
     masks = torch.split(token_mask, batch_size) if token_mask is not None else None
-    with torch.inference_mode(), model.hooks(fwd_hooks=[*fwd_hooks, *stat_hooks]):
+    hooks = [*fwd_hooks, *stat_hooks]
+    if stop_early is None:
+        stop_early = on_batch is None
+    last = last_site([name for name, _ in hooks]) if stop_early and on_batch is None else None
+    if last is not None:
+        hooks.append((last, _stop_forward))  # added last: runs after every other hook on that site
+    with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
         for i, batch in enumerate(batches(tokens, batch_size, desc, progress)):
+            if batch.numel() == 0:
+                continue
             for _, h in stat_hooks:
                 h.token_mask = masks[i].to(device) if masks is not None else None
-            logits = model(batch.to(device))
+            try:
+                logits = model(batch.to(device))
+            except _StopForward:
+                continue
             if on_batch is not None:
                 on_batch(batch, logits)
+    for _, h in stat_hooks:
+        h.flush()
 
 
 def collect_stats(
@@ -159,19 +228,29 @@ def collect_stats(
     batch_size: int = 8,
     progress: bool = False,
     desc: str = "statistics",
+    distributed: bool = False,
 ) -> NeuronStats:
     """Statistics of every neuron of ``kinds`` over ``tokens`` (positions in ``token_mask`` only).
 
     ``fwd_hooks`` (e.g. a pruning mask's hooks) run before the statistics hooks, so statistics
-    are those of the edited model.
+    are those of the edited model. Each forward pass stops after the last hooked site.
+    With ``distributed=True`` (under ``torchrun``, see :mod:`circuitcut.distributed`) each rank
+    reads its share of the windows and every rank returns the statistics of all of them.
 
     Example:
         >>> stats = collect_stats(model, windows, ["mlp"])
         >>> stats.importance("abs")["mlp"].shape  # (n_layers, d_mlp)
     """
+    from circuitcut import distributed as dist
+
+    if distributed:
+        tokens = dist.shard(tokens)
+        token_mask = dist.shard(token_mask) if token_mask is not None else None
     stats = NeuronStats.empty(ModelShape.of(model), kinds)
     hooks = stats_hooks(stats)
     stream(model, tokens, fwd_hooks=fwd_hooks, stat_hooks=hooks, token_mask=token_mask,
-           batch_size=batch_size, desc=desc, progress=progress)
+           batch_size=batch_size, desc=desc, progress=progress and dist.is_main_process())
     stats.count = int(token_mask.sum()) if token_mask is not None else tokens.numel()
+    if distributed:
+        dist.all_reduce_stats(stats)
     return stats
