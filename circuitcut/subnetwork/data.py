@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
 
 from jaxtyping import Int
 from torch import Tensor
@@ -18,6 +21,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut.data import kg
 from circuitcut.data.corpora import corpus_windows
 from circuitcut.data.kg import KGBatch
+from circuitcut.runs import atomic_path
 
 
 @dataclass
@@ -48,6 +52,16 @@ class SubnetworkData:
             )
 
 
+    def save(self, path: str | Path) -> None:
+        """Keep the data beside a run: rebuilding it means re-scoring every candidate fact."""
+        with atomic_path(path) as tmp:
+            torch.save(self.__dict__, tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SubnetworkData:
+        return cls(**torch.load(path, weights_only=False))
+
+
 def _rows(batch: KGBatch) -> set[tuple[tuple[int, ...], int]]:
     """Each fact as (prompt tokens, first tail token)."""
     return {
@@ -71,7 +85,8 @@ def build_data(model: TransformerBridge, config) -> SubnetworkData:
     others = [t for t in triplets if not kg.in_target(t, spec)]
     rng = random.Random(config.seed)
     candidates = _sample(family, config.n_candidates, rng) + _sample(others, config.n_candidates, rng)
-    known = kg.known_triplets(model, candidates, top_k=config.known_top_k)
+    # Held-out templates are only evaluated, never chosen, so they need no scoring here.
+    known = kg.known_triplets(model, candidates, top_k=config.known_top_k, heldout=False)
     target = kg.select_target(spec, known, n=config.n_target, min_n=config.min_target, seed=config.seed)
     control = kg.select_control(known, exclude=target, n=config.n_control, seed=config.seed)
     kg.check_disjoint(target, control)

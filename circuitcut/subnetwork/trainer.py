@@ -9,6 +9,7 @@ are alive at a time), and adds the sparsity term.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ from circuitcut.subnetwork.parametrize import MaskScores
 from circuitcut.subnetwork.weight_masks import MATRICES, weight_sites
 
 CHECKPOINT = "checkpoint.pt"
+DATA = "data.pt"
 
 
 @dataclass
@@ -77,7 +79,7 @@ class SubnetworkConfig:
     """...rising linearly to this at the last step."""
     isa_depth: int = 3
     """IsA links up to this many hypernym steps (3 gives ``(dog, IsA, animal)``)."""
-    n_candidates: int = 600
+    n_candidates: int = 400
     """Facts scored for "known": this many from the target family and as many from elsewhere."""
     n_target: int | None = 20
     """At most this many known target facts (seeded sample); ``None``: all."""
@@ -354,10 +356,13 @@ def find_subnetwork(
     """
     config = config or SubnetworkConfig()
     started = time.perf_counter()
-    data = data if data is not None else build_data(model, config)
+    folder = Path(out_dir) if out_dir is not None else None
+    if folder is not None and (folder / CHECKPOINT).exists() and read_json(folder / "config.json") != _json(config):
+        raise ValueError(f"{folder} holds a run with another config; use another output folder or the same config.")
+    if data is None:
+        data = _run_data(model, config, folder)
     data.check()
     prepared = time.perf_counter()
-    folder = Path(out_dir) if out_dir is not None else None
     if folder is not None:
         write_json(folder / "config.json", config.to_dict())
         write_json(folder / "facts.json", data.facts)
@@ -379,3 +384,20 @@ def find_subnetwork(
     if folder is not None:
         result.save(folder)
     return result
+
+
+def _run_data(model: TransformerBridge, config: SubnetworkConfig, folder: Path | None) -> SubnetworkData:
+    """The run's data: reloaded from the folder when a run with this config saved it, else built."""
+    if folder is None:
+        return build_data(model, config)
+    path = folder / DATA
+    if path.exists() and (folder / "config.json").exists() and read_json(folder / "config.json") == _json(config):
+        return SubnetworkData.load(path)
+    data = build_data(model, config)
+    data.save(path)
+    return data
+
+
+def _json(config: SubnetworkConfig) -> dict:
+    """The config as config.json holds it (tuples become lists)."""
+    return json.loads(json.dumps(config.to_dict()))
