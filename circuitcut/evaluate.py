@@ -120,7 +120,8 @@ def evaluate_tokens(
            batch_size=batch_size, desc=desc, progress=progress and dist.is_main_process())
     if distributed:
         device = next(model.parameters()).device
-        if tally.sums is None:
-            tally.sums = torch.zeros(len(_COUNTS), dtype=torch.float64, device=device)
+        # A clone: the sums were made under inference mode, which forbids later in-place updates.
+        tally.sums = tally.sums.clone() if tally.sums is not None else torch.zeros(
+            len(_COUNTS), dtype=torch.float64, device=device)
         dist.all_reduce_([tally.sums])
     return tally.result()
