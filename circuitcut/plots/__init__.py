@@ -13,6 +13,8 @@ view                       shows
 ``jaccard_matrix``         pairwise overlap of several subnetworks
 ``overlap_per_layer``      per-layer overlap of pairs, against the random-set level
 ``overlap_counts``         only-A / both / only-B per layer (e.g. selective vs learned)
+``subnetwork_effect``      remaining-model perplexity and accuracy vs random masks
+``training_curves``        subnetwork loss terms and sparsity per training step
 =========================  ===============================================================
 
 ``make_figures(out_dir, budget)`` regenerates the documentation figures from real runs.
@@ -23,12 +25,14 @@ from circuitcut.plots.neurons import (
     top_activating_contexts,
 )
 from circuitcut.plots.pruning import drop_curves, pruning_curves
-from circuitcut.plots.subnetworks import jaccard_matrix, overlap_counts, overlap_per_layer, subnetwork_anatomy
+from circuitcut.plots.subnetworks import (
+    jaccard_matrix, overlap_counts, overlap_per_layer, subnetwork_anatomy, subnetwork_effect, training_curves,
+)
 from circuitcut.plots.figures import make_figures, save_figure
 
 
 __all__ = [
     "NeuronContexts", "drop_curves", "importance_heatmap", "importance_scatter", "jaccard_matrix", "make_figures",
     "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "pruning_curves", "save_figure",
-    "subnetwork_anatomy", "top_activating_contexts",
+    "subnetwork_anatomy", "subnetwork_effect", "top_activating_contexts", "training_curves",
 ]

@@ -1,45 +1,66 @@
 """Regenerate every figure from real runs on the embedded model: PNG for the README, HTML to explore.
 
 Runs are kept in a folder (``runs_dir``, default ``~/.cache/circuitcut/figure-runs/<budget>``) and
-resumed, so a second call only redraws. ``budget="small"`` runs tiny token budgets and step counts:
-the same code path in a minute, for tests; its numbers mean nothing.
+reused, so a second call only redraws. ``budget="small"`` shrinks every run with
+:func:`small_budget` (tiny token budgets and step counts): the same code path in minutes, for
+tests and notebooks; its numbers mean nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import plotly.graph_objects as go
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data.corpora import corpus_windows
+from circuitcut.data.kg import KGError
 from circuitcut.models import cache_dir, load_model
 from circuitcut.plots.neurons import (
     importance_heatmap, importance_scatter, neuron_contexts, neurons_per_layer, top_activating_contexts,
 )
 from circuitcut.plots.pruning import drop_curves, percent_pruned, pruning_curves
+from circuitcut.plots.subnetworks import (
+    DATASET_LABELS, jaccard_matrix, overlap_counts, overlap_per_layer, subnetwork_anatomy, subnetwork_effect,
+    training_curves,
+)
 from circuitcut.pruning import PruningConfig, PruningResult, prune
+from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult, find_subnetwork
 
 Budget = Literal["full", "small"]
+BUDGETS: tuple[Budget, ...] = ("full", "small")
+Config = TypeVar("Config", PruningConfig, SubnetworkConfig)
+
+PRUNING = PruningConfig(forget="python", retain="prose", sites=("mlp",), importance="abs", steps=3, frac=0.02,
+                        tokens=4096)
+"""The pruning run behind the figures: forget Python, retain prose, feed-forward neurons, 3 steps of 2 %."""
+SUBNETWORK = SubnetworkConfig(neuron_kinds=("mlp",), steps=100, n_candidates=300, random_seeds=2,
+                              eval_lm_tokens=4096)
+"""The subnetwork runs behind the figures: feed-forward neurons of the top half (layers 15-29)."""
+SUBNETWORK_RUNS = {"animal": ("isa:animal", 0), "animal, seed 1": ("isa:animal", 1), "food": ("isa:food", 0)}
+"""Label -> (target, seed): two targets, and one target twice, to tell target overlap from seed noise."""
+CONTEXT_TOKENS = 16384
+"""Tokens searched for a neuron's top-activating contexts."""
 
 
-@dataclass(frozen=True)
-class FigureBudget:
-    steps: int
-    tokens: int
-    context_tokens: int
-    """Tokens searched for a neuron's top-activating contexts."""
+def small_budget(config: Config) -> Config:
+    """The same run with tiny budgets (a minute on a laptop); for tests and ``CIRCUITCUT_SMALL=1``."""
+    if isinstance(config, PruningConfig):
+        return dataclasses.replace(config, steps=2, tokens=256)
+    return dataclasses.replace(config, steps=3, n_candidates=40, n_target=5, min_target=2, n_control=12,
+                               control_batch=6, lm_pool_tokens=128, window=64, lm_batch=2, eval_lm_tokens=128,
+                               random_seeds=1, log_every=1)
 
 
-BUDGETS: dict[str, FigureBudget] = {
-    "full": FigureBudget(steps=5, tokens=8192, context_tokens=16384),
-    "small": FigureBudget(steps=2, tokens=256, context_tokens=256),
-}
+def sized(config: Config, budget: Budget) -> Config:
+    if budget not in BUDGETS:
+        raise ValueError(f"Unknown budget '{budget}': choose from {', '.join(BUDGETS)}.")
+    return small_budget(config) if budget == "small" else config
 
 
 def save_figure(fig: go.Figure, out_dir: str | Path, name: str, png: bool = True) -> list[Path]:
@@ -54,11 +75,26 @@ def save_figure(fig: go.Figure, out_dir: str | Path, name: str, png: bool = True
     return paths
 
 
-def pruning_config(budget: Budget, sites: tuple[str, ...] = ("mlp",)) -> PruningConfig:
-    """The pruning run behind the figures: forget Python, retain prose, abs importance, 2 % per step."""
-    b = BUDGETS[budget]
-    return PruningConfig(forget="python", retain="prose", sites=sites, importance="abs",
-                         steps=b.steps, frac=0.02, tokens=b.tokens)
+def subnetwork_runs(
+    model: TransformerBridge, budget: Budget, runs_dir: Path, log: Callable[[str], None] = print
+) -> dict[str, SubnetworkResult]:
+    """Find (or load, when a run folder holds a finished result) each subnetwork of ``SUBNETWORK_RUNS``."""
+    results = {}
+    for label, (target, seed) in SUBNETWORK_RUNS.items():
+        folder = runs_dir / f"subnetwork-{target.replace(':', '-')}-seed{seed}"
+        if (folder / "mask.safetensors").exists():
+            results[label] = SubnetworkResult.load(folder, model)
+            continue
+        config = sized(dataclasses.replace(SUBNETWORK, target=target, seed=seed), budget)
+        try:
+            results[label] = find_subnetwork(model, config, folder)
+        except KGError as err:  # too few known facts for this target on this model: draw the others
+            log(f"subnetwork '{label}' skipped: {err}")
+    return results
+
+
+Figures = dict[str, tuple[go.Figure, str]]
+"""Figure name -> (figure, caption with the numbers behind it)."""
 
 
 def _top_neuron(result: PruningResult, kind: str = "mlp") -> tuple[int, int]:
@@ -69,32 +105,29 @@ def _top_neuron(result: PruningResult, kind: str = "mlp") -> tuple[int, int]:
     return layer, neuron
 
 
-def pruning_figures(model: TransformerBridge, budget: Budget, runs_dir: Path) -> dict[str, tuple[go.Figure, str]]:
-    """Run (or resume) the pruning run and draw its views; each with a caption giving its numbers."""
-    config = pruning_config(budget)
-    result = prune(model, config, out_dir=runs_dir / "pruning-mlp", resume=True)
+def pruning_figures(model: TransformerBridge, result: PruningResult, context_tokens: int) -> Figures:
+    config = result.config
     best, rand = result.selectivity("selective"), result.selectivity("random")
-    sel_steps, base = result.steps("selective"), result.history[0]
-    last = sel_steps[-1]
+    base, last = result.history[0], result.steps("selective")[-1]
     forget, retain = result.importances["forget.mlp"], result.importances["retain.mlp"]
     layer, neuron = _top_neuron(result)
-    windows = corpus_windows(config.forget, model.tokenizer, n_tokens=BUDGETS[budget].context_tokens,
-                             window=config.window, split="eval", seed=config.seed)
+    windows = corpus_windows(config.forget, model.tokenizer, n_tokens=context_tokens, window=config.window,
+                             split="eval", seed=config.seed)
     contexts = top_activating_contexts(model, windows, layer, neuron)
     per_layer = result.masks["selective"].per_layer()["mlp"]
     top_layers = sorted(range(len(per_layer)), key=lambda i: -per_layer[i])[:3]
     eps = config.eps_for("mlp")
     return {
         "pruning_curves": (pruning_curves(result), (
-            f"Top-1 accuracy and perplexity vs feed-forward neurons pruned. Original: forget (Python) "
-            f"{base['forget']['top1']:.1f}%, retain (prose) {base['retain']['top1']:.1f}%; after "
-            f"{percent_pruned(last):.0f}% selectively pruned {last['forget']['top1']:.1f}% and "
+            f"Top-1 accuracy and perplexity vs feed-forward neurons pruned ({config.tokens} tokens per dataset). "
+            f"Original: forget (Python) {base['forget']['top1']:.1f}%, retain (prose) {base['retain']['top1']:.1f}%; "
+            f"after {percent_pruned(last):.0f}% selectively pruned {last['forget']['top1']:.1f}% and "
             f"{last['retain']['top1']:.1f}%. Selectivity {best['selectivity']:.1f} at step {best['step']} "
             f"(forget drop {best['forget_drop']:.1f}%, retain drop {best['retain_drop']:.1f}%); random "
             f"pruning {rand['selectivity']:.1f}.")),
         "drop_curves": (drop_curves({"mlp": result}), (
             f"Relative forget drop vs retain drop in top-1 accuracy per step: selective pruning reaches "
-            f"{best['forget_drop']:.1f}% vs {best['retain_drop']:.1f}%, random pruning stays near the diagonal "
+            f"{best['forget_drop']:.1f}% vs {best['retain_drop']:.1f}%; random pruning stays near the diagonal "
             f"({rand['forget_drop']:.1f}% vs {rand['retain_drop']:.1f}% at its best step).")),
         "neurons_per_layer": (neurons_per_layer(result.masks), (
             f"Feed-forward neurons removed per layer after {percent_pruned(last):.0f}% pruning "
@@ -103,7 +136,8 @@ def pruning_figures(model: TransformerBridge, budget: Budget, runs_dir: Path) ->
         "importance_heatmap": (importance_heatmap(forget, retain, eps=eps, sort=True), (
             f"Score forget/(retain+{eps:g}) of all {forget.numel()} feed-forward neurons on the unpruned model, "
             f"sorted within each layer; the highest is layer {layer} neuron {neuron} "
-            f"({float(forget[layer, neuron]):.3g} on Python vs {float(retain[layer, neuron]):.3g} on prose).")),
+            f"(mean |activation| {float(forget[layer, neuron]):.3g} on Python vs {float(retain[layer, neuron]):.3g} "
+            f"on prose).")),
         "importance_scatter": (importance_scatter(forget, retain, result.masks["selective"].removed["mlp"]), (
             f"Forget (Python) vs retain (prose) mean |activation| of every feed-forward neuron, coloured by "
             f"layer; the {sum(per_layer)} selectively pruned neurons ringed, above the diagonal.")),
@@ -111,6 +145,49 @@ def pruning_figures(model: TransformerBridge, budget: Budget, runs_dir: Path) ->
             f"Top-activating Python contexts (evaluation split, {windows.numel()} tokens) of layer {layer} "
             f"neuron {neuron}, the first neuron selective pruning removes; peak activation "
             f"{contexts.peaks[0][2]:.2f}.")),
+    }
+
+
+def _changes(metrics: dict) -> str:
+    change, rand = metrics["change"], metrics["random"]["change"]
+    return "; ".join(f"{DATASET_LABELS[n]} dPPL {change[n]['dppl']:+.0f}% (random {rand[n]['dppl']['mean']:+.0f}%)"
+                     for n in ("target", "control", "lm") if n in change and n in rand)
+
+
+def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: PruningResult) -> Figures:
+    first_label, first = next(iter(subnetworks.items()))
+    masks = {label: r.mask for label, r in subnetworks.items()}
+    labels = list(masks)
+    learned = first.mask.to_neuron_mask()
+    overlap = overlap_counts(pruning.masks["selective"], first.mask, ("selective pruning (Python)",
+                                                                       f"learned mask ({first_label})"))
+    size = first.mask.summary()
+    busiest = max(size["per_layer"].items(), key=lambda kv: kv[1]["subnetwork"])
+    pairs = [(labels[0], other) for other in labels[1:]]
+    jaccards = {f"{a} vs {b}": masks[a].jaccard(masks[b])["overall"] for a, b in pairs}
+    return {
+        "subnetwork_effect": (subnetwork_effect(first.metrics), (
+            f"Removing the learned {first.config.target} subnetwork ({first.config.steps} steps, sparsity "
+            f"{first.mask.sparsity():.1f}%): {_changes(first.metrics)}.")),
+        "subnetwork_training": (training_curves(first.history), (
+            f"Loss terms and sparsity while learning the {first.config.target} mask; final sparsity "
+            f"{first.history[-1]['sparsity']:.1f}% of the maskable units outside the subnetwork.")),
+        "subnetwork_anatomy": (subnetwork_anatomy(first.mask), (
+            f"Where the {first.config.target} subnetwork sits: {size['n_subnetwork']} of {size['n_units']} "
+            f"feed-forward neurons of layers {min(size['per_layer'])}-{max(size['per_layer'])}; most in layer "
+            f"{busiest[0]} ({busiest[1]['percent']:.1f}% of its neurons).")),
+        "subnetwork_neurons_per_layer": (neurons_per_layer({"learned " + first_label: learned,
+                                                            "selective pruning (Python)": pruning.masks["selective"]}),
+                                         "Learned subnetwork neurons per layer beside the selectively pruned ones."),
+        "subnetwork_jaccard": (jaccard_matrix(masks), (
+            "Jaccard overlap of the learned subnetworks: " + ", ".join(f"{k} {v:.3f}" for k, v in jaccards.items())
+            + " (hover for the level two random sets of the same sizes reach).")),
+        "subnetwork_overlap_per_layer": (overlap_per_layer(masks, pairs=pairs),
+                                         "Per-layer Jaccard overlap between the first subnetwork and the others, "
+                                         "against the random-set level (dotted)."),
+        "selective_vs_learned": (overlap, "Per layer (15-29), neurons removed by selective pruning of Python only, "
+                                          f"by the learned {first.config.target} mask only, or by both: "
+                                          + overlap.layout.title.text.split(": ", 1)[1] + "."),
     }
 
 
@@ -125,24 +202,26 @@ def make_figures(
 ) -> dict[str, str]:
     """Regenerate every figure (PNG and HTML) into ``out_dir`` and write their captions to ``CAPTIONS.md``.
 
-    Returns figure name -> caption (with the numbers behind it).
+    Finished runs in ``runs_dir`` are reused; missing ones are run (the full budget takes about an
+    hour on a 2-core CPU). Returns figure name -> caption (with the numbers behind it).
     """
-    if budget not in BUDGETS:
-        raise ValueError(f"Unknown budget '{budget}': choose from {', '.join(BUDGETS)}.")
     torch.manual_seed(0)
     model = model or load_model("smollm2")
     runs = Path(runs_dir) if runs_dir is not None else cache_dir() / "figure-runs" / budget
-    captions: dict[str, str] = {}
-    for group in (pruning_figures,):
+    start = time.perf_counter()
+    pruning = prune(model, sized(PRUNING, budget), out_dir=runs / "pruning-mlp", resume=True)
+    log(f"pruning run: {time.perf_counter() - start:.0f} s")
+    start = time.perf_counter()
+    subnetworks = subnetwork_runs(model, budget, runs, log)
+    log(f"subnetwork runs: {time.perf_counter() - start:.0f} s")
+    figures = {**pruning_figures(model, pruning, CONTEXT_TOKENS if budget == "full" else 512),
+               **subnetwork_figures(subnetworks, pruning)}
+    for name, (fig, _) in figures.items():
         start = time.perf_counter()
-        figures = group(model, budget, runs)
-        log(f"{group.__name__}: runs took {time.perf_counter() - start:.0f} s")
-        for name, (fig, caption) in figures.items():
-            start = time.perf_counter()
-            save_figure(fig, out_dir, name, png=png)
-            captions[name] = caption
-            log(f"  {name}: saved in {time.perf_counter() - start:.1f} s")
-    lines = ["# Figures", "", f"Regenerated by `circuitcut.plots.make_figures(budget=\"{budget}\")` on the "
+        save_figure(fig, out_dir, name, png=png)
+        log(f"  {name}: saved in {time.perf_counter() - start:.1f} s")
+    captions = {name: caption for name, (_, caption) in figures.items()}
+    lines = ["# Figures", "", f"Regenerated by `circuitcut.plots.make_figures(budget=\"{budget}\")` from runs on the "
              "embedded model (SmolLM2-135M-Instruct); each PNG has an interactive HTML twin.", ""]
     lines += [f"- `{name}.png`: {caption}" for name, caption in captions.items()]
     (Path(out_dir) / "CAPTIONS.md").write_text("\n".join(lines) + "\n")

@@ -42,7 +42,7 @@ def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.
                         subplot_titles=("% of the matrix's units in the subnetwork", "units in the subnetwork"))
     fig.add_trace(go.Heatmap(
         z=percent, x=[part_label(p) for p in parts], y=layers, customdata=inside, colorscale="Magma",
-        reversescale=True, colorbar=dict(title="% in", x=0.6), text=np.round(percent, 1), texttemplate="%{text}",
+        reversescale=True, zmin=0, colorbar=dict(title="% in", x=0.63), text=np.round(percent, 1), texttemplate="%{text}",
         textfont_size=9, hovertemplate="layer %{y} %{x}: %{z:.2f}% (%{customdata} units)<extra></extra>",
     ), row=1, col=1)
     fig.add_bar(x=inside.sum(axis=1), y=layers, orientation="h", marker_color=PALETTE[0], showlegend=False,
@@ -126,3 +126,68 @@ def overlap_counts(
     return finish(fig, title or f"{names[0]} vs {names[1]}: {both} shared, {only_a} only {names[0]}, "
                                 f"{only_b} only {names[1]} (Jaccard {j:.3f}; random sets {chance:.3f})",
                   x="layer", y="units", barmode="stack", height=460)
+
+
+DATASET_LABELS = {
+    "target": "TargetKG", "target_heldout": "TargetKG, paraphrased", "control": "ControlKG",
+    "control_heldout": "ControlKG, paraphrased", "lm": "ControlLM (text)",
+}
+
+
+def subnetwork_effect(metrics: dict, title: str | None = None) -> go.Figure:
+    """The remaining model against the original and against random masks of the same size, per dataset.
+
+    Left: perplexity of the remaining model divided by the original's (log axis; 1 = unchanged, so
+    ``dPPL = (ratio - 1) * 100``), learned subnetwork removed vs random masks removed (mean, bars from
+    the lowest to the highest seed). Right: top-1 accuracy. ``metrics`` is a subnetwork result's
+    ``metrics`` (``original``, ``remaining``, ``random.per_seed``).
+    """
+    original, remaining = metrics["original"], metrics["remaining"]
+    seeds = metrics.get("random", {}).get("per_seed", [])
+    names = [n for n in DATASET_LABELS if n in original] + [n for n in original if n not in DATASET_LABELS]
+    labels = [DATASET_LABELS.get(n, n) for n in names]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("perplexity, remaining / original (log)", "top-1 accuracy (%)"))
+    ratio = [remaining[n]["ppl"] / original[n]["ppl"] for n in names]
+    fig.add_bar(x=labels, y=ratio, name="subnetwork removed", marker_color=PALETTE[1], row=1, col=1, legendgroup="s",
+                customdata=[100 * (r - 1) for r in ratio], hovertemplate="%{x}: ×%{y:.3g} (dPPL %{customdata:+.1f}%)")
+    if seeds:
+        rand = np.array([[s[n]["ppl"] / original[n]["ppl"] for n in names] for s in seeds])
+        mean = rand.mean(axis=0)
+        fig.add_bar(x=labels, y=mean, name=f"random masks, same size ({len(seeds)} seeds)", marker_color=PALETTE[0],
+                    error_y=dict(type="data", symmetric=False, array=rand.max(0) - mean, arrayminus=mean - rand.min(0)),
+                    customdata=100 * (mean - 1), hovertemplate="%{x}: ×%{y:.3g} (dPPL %{customdata:+.1f}%)",
+                    row=1, col=1, legendgroup="r")
+    fig.add_hline(y=1, line=dict(color="grey", dash="dot"), row=1, col=1)
+    top1 = {"original": [original[n]["top1"] for n in names], "subnetwork removed": [remaining[n]["top1"] for n in names]}
+    if seeds:
+        top1["random masks (mean)"] = list(np.mean([[s[n]["top1"] for n in names] for s in seeds], axis=0))
+    for (label, values), color in zip(top1.items(), ("#7f7f7f", PALETTE[1], PALETTE[0])):
+        fig.add_bar(x=labels, y=values, name=label, marker_color=color, row=1, col=2, legendgroup=label[0],
+                    showlegend=label == "original", hovertemplate="%{x}: %{y:.1f}%<extra>" + label + "</extra>")
+    fig.update_yaxes(type="log", title_text="PPL ratio (remaining / original)", row=1, col=1)
+    fig.update_yaxes(title_text="top-1 accuracy (%)", row=1, col=2)
+    fig.update_xaxes(title_text="dataset")
+    target = metrics.get("target", "")
+    sparsity = metrics.get("sparsity")
+    size = f", sparsity {sparsity:.2f}%" if sparsity is not None else ""
+    return finish(fig, title or f"Removing the subnetwork for {target}{size}: learned vs random", barmode="group",
+                  height=500, width=1150, legend=dict(orientation="h", y=-0.3, x=0), margin=dict(b=150))
+
+
+def training_curves(history: Sequence[dict], title: str | None = None) -> go.Figure:
+    """Loss terms (log axis) and the share of units outside the subnetwork against training step."""
+    steps = [h["step"] for h in history]
+    terms = [k for k in ("suppression", "control_kg", "control_lm", "density", "loss") if any(k in h for h in history)]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("loss terms (log)", "units outside the subnetwork (%)"))
+    for i, term in enumerate(terms):
+        fig.add_scatter(x=steps, y=[h.get(term) for h in history], mode="lines", name=term,
+                        line=dict(color=PALETTE[i % len(PALETTE)], dash="dot" if term == "loss" else "solid"),
+                        row=1, col=1)
+    fig.add_scatter(x=steps, y=[h["sparsity"] for h in history], mode="lines+markers", name="sparsity",
+                    line_color="black", row=1, col=2)
+    fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="% of maskable units not in the subnetwork", row=1, col=2)
+    fig.update_xaxes(title_text="training step")
+    return finish(fig, title or "Learning the subnetwork mask", height=440, width=1100)
