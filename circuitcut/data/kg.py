@@ -285,7 +285,7 @@ def load_wordnet(
         raise KGError(f"WordNet has no {unsupported} triplets; use relations among {WORDNET_RELATIONS}.")
     if isa_depth < 1:
         raise KGError(f"isa_depth must be >= 1, got {isa_depth}.")
-    graph = load_graph(str(path) if path else None)
+    graph = load_graph(path)
     lemma = graph.lemma
     ok: dict[str, bool] = {o: usable_lemma(lemma(o), max_words) for o in graph.names}
     heads = {o for o in graph.names if ok[o] and graph.count(o) >= min_count}
@@ -421,7 +421,8 @@ class KGBatch:
     ``tokens[i, : predict_pos[i] + 1]`` is row i's prompt; the logits at ``predict_pos[i]``
     predict ``tail_token[i]`` (the first tail token); for multi-token tails the logits at
     ``predict_pos[i] + j`` predict ``tail_tokens[i, j]`` where ``tail_mask[i, j]``. Padding comes
-    after each row's tail, so a causal model needs no attention mask for these positions.
+    after each row's tail, so a causal model needs no attention mask for these positions (and
+    ``tokens[:, :-1]`` suffices as input: the last token of a row predicts nothing needed).
     ``item_index[i]`` is the index of the row's item in the list given to :func:`encode`.
     """
 
@@ -656,7 +657,8 @@ def score_pairs(model, batch: KGBatch, batch_size: int = 64) -> TailScores:
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         sub = batch[rows].to(device)
-        scores = sub.score(model(sub.tokens))
+        # the last column is never an input that predicts a tail token: skip it
+        scores = sub.score(model(sub.tokens[:, :-1]))
         idx = torch.tensor(rows)
         rank[idx], logprob[idx], tail_lp[idx] = scores.rank, scores.logprob, scores.tail_logprob
     return TailScores(rank=rank, logprob=logprob, tail_logprob=tail_lp)

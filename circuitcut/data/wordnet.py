@@ -216,6 +216,7 @@ class WordNetGraph:
     instance_parents: dict[str, tuple[str, ...]]
     pairs: dict[str, list[tuple[str, str]]]
     counts: dict[str, int] = field(default_factory=dict)
+    _lemmas: dict[str, str] = field(default_factory=dict, repr=False)
     _by_name: dict[str, str] = field(default_factory=dict, repr=False)
     _by_lemma: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _children: dict[str, list[str]] | None = field(default=None, repr=False)
@@ -223,17 +224,20 @@ class WordNetGraph:
 
     def __post_init__(self) -> None:
         for offset, name in self.names.items():
+            lemma, _, sense = name.rsplit(".", 2)
+            self._lemmas[offset] = lemma = lemma.replace("_", " ")
             self._by_name[name.lower()] = offset
-            self._by_lemma.setdefault(self.lemma(offset).lower(), []).append(offset)
+            self._by_lemma.setdefault(lemma.lower(), []).append(offset)
         for offsets in self._by_lemma.values():
-            offsets.sort(key=lambda o: self.names[o].rsplit(".", 1)[1])
+            if len(offsets) > 1:
+                offsets.sort(key=lambda o: self.names[o].rsplit(".", 1)[1])
 
     def __len__(self) -> int:
         return len(self.names)
 
     def lemma(self, offset: str) -> str:
         """Display form of the first lemma: ``"domestic animal"``, ``"Paris"``."""
-        return self.names[offset].rsplit(".", 2)[0].replace("_", " ")
+        return self._lemmas[offset]
 
     def count(self, offset: str) -> int:
         """SemCor tag count of the synset (0 for most; familiar concepts have more)."""
@@ -338,10 +342,14 @@ def shipped_path() -> Path:
     return Path(str(resources.files("circuitcut.data") / "files" / SHIPPED_FILE))
 
 
-@lru_cache(maxsize=4)
-def load_graph(path: str | None = None) -> WordNetGraph:
+def load_graph(path: str | Path | None = None) -> WordNetGraph:
     """Read the compact graph (default: the file shipped in the package). Cached per path."""
-    source = Path(path) if path else shipped_path()
+    return _load_graph(str(Path(path).resolve()) if path else str(shipped_path()))
+
+
+@lru_cache(maxsize=4)
+def _load_graph(path: str) -> WordNetGraph:
+    source = Path(path)
     if not source.exists():
         raise FileNotFoundError(
             f"WordNet graph file {source} is missing. It ships with circuitcut; rebuild it with "
