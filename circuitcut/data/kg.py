@@ -49,6 +49,15 @@ from torch import Tensor
 from circuitcut.data.wordnet import WordNetGraph, load_graph
 
 
+__all__ = [
+    "KGError", "Triplet", "Template", "TEMPLATES", "RELATIONS", "WORDNET_RELATIONS", "templates_for", "get_template",
+    "article", "verbalize", "render", "load_wordnet", "load_conceptnet", "TailScores", "KGBatch", "tokenize_pairs",
+    "collate", "encode", "TemplateScore", "KnownTriplet", "score_pairs", "score_triplets", "known_triplets",
+    "KnowledgeSet", "TargetKG", "ControlKG", "TargetSpec", "parse_spec", "in_target", "touches_family",
+    "select_target", "select_control", "check_disjoint", "candidate_targets",
+]
+
+
 class KGError(ValueError):
     """A knowledge-graph request that cannot be met; the message says how to fix it."""
 

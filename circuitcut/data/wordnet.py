@@ -344,7 +344,14 @@ def shipped_path() -> Path:
 
 def load_graph(path: str | Path | None = None) -> WordNetGraph:
     """Read the compact graph (default: the file shipped in the package). Cached per path."""
-    return _load_graph(str(Path(path).resolve()) if path else str(shipped_path()))
+    if path is None:
+        return _default_graph()
+    return _load_graph(str(Path(path).resolve()))
+
+
+@lru_cache(maxsize=1)
+def _default_graph() -> WordNetGraph:
+    return _load_graph(str(shipped_path()))
 
 
 @lru_cache(maxsize=4)
