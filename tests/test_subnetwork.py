@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from circuitcut.data import kg
 from circuitcut.data.kg import Triplet
@@ -24,7 +23,6 @@ from circuitcut.subnetwork import (
 )
 from circuitcut.subnetwork.mask import remover
 from circuitcut.subnetwork.objective import (
-    kg_logits,
     kl_from_uniform,
     kl_to_reference,
     learning_rate,
@@ -33,6 +31,16 @@ from circuitcut.subnetwork.objective import (
     topk_kl,
 )
 from circuitcut.subnetwork.parametrize import MaskScores, gumbel_sigmoid, logit
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread: the tiny model's matrices are too small to share, and on a busy 2-core machine
+    two spinning OpenMP threads made these tests 6x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 TARGET = [("dog", "animal"), ("cat", "animal"), ("horse", "animal"), ("cow", "animal")]
 CONTROL = [("rose", "flower"), ("oak", "tree"), ("car", "vehicle"), ("apple", "fruit"), ("hammer", "tool"), ("piano", "instrument")]

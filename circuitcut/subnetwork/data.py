@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import torch
 
 from jaxtyping import Int
 from torch import Tensor
@@ -21,7 +18,6 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut.data import kg
 from circuitcut.data.corpora import corpus_windows
 from circuitcut.data.kg import KGBatch
-from circuitcut.runs import atomic_path
 
 
 @dataclass
@@ -52,16 +48,6 @@ class SubnetworkData:
             )
 
 
-    def save(self, path: str | Path) -> None:
-        """Keep the data beside a run: rebuilding it means re-scoring every candidate fact."""
-        with atomic_path(path) as tmp:
-            torch.save(self.__dict__, tmp)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SubnetworkData:
-        return cls(**torch.load(path, weights_only=False))
-
-
 def _rows(batch: KGBatch) -> set[tuple[tuple[int, ...], int]]:
     """Each fact as (prompt tokens, first tail token)."""
     return {
@@ -70,8 +56,12 @@ def _rows(batch: KGBatch) -> set[tuple[tuple[int, ...], int]]:
     }
 
 
-def build_data(model: TransformerBridge, config) -> SubnetworkData:
-    """TargetKG for ``config.target``, ControlKG away from its family, ControlLM windows.
+#: the config fields that decide the KG facts (scoring them is the slow part of building data)
+KG_FIELDS = ("target", "isa_depth", "n_candidates", "n_target", "min_target", "n_control", "known_top_k", "seed")
+
+
+def build_kg(model: TransformerBridge, config) -> dict:
+    """TargetKG for ``config.target`` and ControlKG away from its family, encoded for training and evaluation.
 
     Only a seeded sample of candidate facts is scored (``n_candidates`` from the target family and
     as many from elsewhere): checking what the model knows costs one forward pass per template.
@@ -90,22 +80,27 @@ def build_data(model: TransformerBridge, config) -> SubnetworkData:
     target = kg.select_target(spec, known, n=config.n_target, min_n=config.min_target, seed=config.seed)
     control = kg.select_control(known, exclude=target, n=config.n_control, seed=config.seed)
     kg.check_disjoint(target, control)
-    lm = corpus_windows(config.lm_corpus, tokenizer, n_tokens=config.lm_pool_tokens, window=config.window,
-                        split="stats", seed=config.seed)
-    eval_lm = corpus_windows(config.lm_corpus, tokenizer, n_tokens=config.eval_lm_tokens, window=config.window,
-                             split="eval", seed=config.seed)
-    return SubnetworkData(
-        target=target.encode(tokenizer),
-        control=control.encode(tokenizer),
-        lm=lm,
-        eval_kg={
+    return {
+        "target": target.encode(tokenizer),
+        "control": control.encode(tokenizer),
+        "eval_kg": {
             "target": target.encode(tokenizer),
             "target_heldout": target.encode(tokenizer, template="heldout"),
             "control": control.encode(tokenizer),
             "control_heldout": control.encode(tokenizer, template="heldout"),
         },
-        eval_lm=eval_lm,
-        facts={"target": [str(k) for k in target], "control": [str(k) for k in control]},
+        "facts": {"target": [str(k) for k in target], "control": [str(k) for k in control]},
+    }
+
+
+def build_data(model: TransformerBridge, config, kg_parts: dict | None = None) -> SubnetworkData:
+    """The run's data: the KG parts (:func:`build_kg`, or given) and ControlLM windows."""
+    kg_parts = kg_parts if kg_parts is not None else build_kg(model, config)
+    windows = dict(tokenizer=model.tokenizer, window=config.window, seed=config.seed)
+    return SubnetworkData(
+        **kg_parts,
+        lm=corpus_windows(config.lm_corpus, n_tokens=config.lm_pool_tokens, split="stats", **windows),
+        eval_lm=corpus_windows(config.lm_corpus, n_tokens=config.eval_lm_tokens, split="eval", **windows),
     )
 
 

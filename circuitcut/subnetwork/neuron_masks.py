@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, ExitStack
 
-import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge

@@ -22,12 +22,11 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.runs import atomic_path, read_json, write_json
 from circuitcut.sites import ModelShape, check_kinds
-from circuitcut.subnetwork.data import SubnetworkData, build_data
+from circuitcut.subnetwork.data import KG_FIELDS, SubnetworkData, build_data, build_kg
 from circuitcut.subnetwork.evaluation import evaluate_subnetwork
 from circuitcut.subnetwork.mask import GRANULARITIES, Granularity, SubnetworkMask, remover
 from circuitcut.subnetwork.neuron_masks import neuron_sites
 from circuitcut.subnetwork.objective import (
-    Reference,
     kg_logits,
     kl_from_uniform,
     kl_to_reference,
@@ -40,7 +39,7 @@ from circuitcut.subnetwork.parametrize import MaskScores
 from circuitcut.subnetwork.weight_masks import MATRICES, weight_sites
 
 CHECKPOINT = "checkpoint.pt"
-DATA = "data.pt"
+KG_DATA = "kg.pt"
 
 
 @dataclass
@@ -225,12 +224,10 @@ def train_scores(
     checkpoint: str | Path | None = None,
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
-    ref: Reference | None = None,
 ) -> tuple[MaskScores, list[dict]]:
     """Train mask scores; with ``checkpoint``, save there every ``checkpoint_every`` steps and resume from it.
 
     ``on_step(step, record)`` is called after every step (for live plots in notebooks).
-    ``ref`` lets a caller reuse the original model's cached predictions.
     """
     data.check()
     device = next(model.parameters()).device
@@ -243,8 +240,7 @@ def train_scores(
         start, history = _resume(checkpoint, config, scores, optimizer, generator)
 
     with frozen(model):
-        if ref is None:
-            ref = reference(model, data.control.tokens, data.control.predict_pos, data.lm, top_k=config.lm_top_k)
+        ref = reference(model, data.control.tokens, data.control.predict_pos, data.lm, top_k=config.lm_top_k)
         keep0 = {name: torch.ones_like(s) for name, s in scores.items()}
         bar = tqdm(range(start, config.steps), desc="subnetwork", initial=start, total=config.steps, disable=not progress)
         with remover(model, config.granularity, keep0) as masker:
@@ -387,15 +383,20 @@ def find_subnetwork(
 
 
 def _run_data(model: TransformerBridge, config: SubnetworkConfig, folder: Path | None) -> SubnetworkData:
-    """The run's data: reloaded from the folder when a run with this config saved it, else built."""
+    """The run's data; the KG facts are reloaded from the folder when built from the same KG fields.
+
+    Scoring candidate facts takes minutes; training and ControlLM settings do not change them.
+    """
     if folder is None:
         return build_data(model, config)
-    path = folder / DATA
-    if path.exists() and (folder / "config.json").exists() and read_json(folder / "config.json") == _json(config):
-        return SubnetworkData.load(path)
-    data = build_data(model, config)
-    data.save(path)
-    return data
+    path, key = folder / KG_DATA, {name: getattr(config, name) for name in KG_FIELDS}
+    saved = torch.load(path, weights_only=False) if path.exists() else None
+    if saved is not None and saved["key"] == key:
+        return build_data(model, config, saved["kg"])
+    parts = build_kg(model, config)
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "kg": parts}, tmp)
+    return build_data(model, config, parts)
 
 
 def _json(config: SubnetworkConfig) -> dict:
