@@ -26,13 +26,14 @@ from circuitcut.plots.neurons import (
 )
 from circuitcut.plots.pruning import drop_curves, pruning_curves
 from circuitcut.plots.subnetworks import (
-    jaccard_matrix, overlap_counts, overlap_per_layer, subnetwork_anatomy, subnetwork_effect, training_curves,
+    jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, subnetwork_anatomy, subnetwork_effect,
+    training_curves,
 )
 from circuitcut.plots.figures import make_figures, save_figure
 
 
 __all__ = [
     "NeuronContexts", "drop_curves", "importance_heatmap", "importance_scatter", "jaccard_matrix", "make_figures",
-    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "pruning_curves", "save_figure",
+    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "save_figure",
     "subnetwork_anatomy", "subnetwork_effect", "top_activating_contexts", "training_curves",
 ]

@@ -55,11 +55,12 @@ def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.
                   height=max(420, 24 * len(layers) + 160))
 
 
-def _pair(a: UnitSet, b: UnitSet) -> tuple[float, float, tuple[int, int, int, int]]:
-    """Jaccard, chance Jaccard and summed (only a, both, only b, units) over shared sites."""
-    per_layer = overlap_by_layer(a, b)
+def overlap_summary(a: UnitSet | object, b: UnitSet | object) -> dict:
+    """Over the sites both cover: units only in a, in both, only in b, the Jaccard and its random-set level."""
+    per_layer = overlap_by_layer(as_units(a), as_units(b))
     only_a, both, only_b, n = (sum(c[i] for c in per_layer.values()) for i in range(4))
-    return jaccard(only_a, both, only_b), chance_jaccard(only_a + both, only_b + both, n), (only_a, both, only_b, n)
+    return {"only_a": only_a, "both": both, "only_b": only_b, "units": n, "jaccard": jaccard(only_a, both, only_b),
+            "chance": chance_jaccard(only_a + both, only_b + both, n)}
 
 
 def jaccard_matrix(sets: Mapping[str, UnitSet | object], title: str | None = None) -> go.Figure:
@@ -69,9 +70,9 @@ def jaccard_matrix(sets: Mapping[str, UnitSet | object], title: str | None = Non
     values = np.eye(len(labels))
     chance = np.eye(len(labels))
     for i, j in combinations(range(len(labels)), 2):
-        j_value, j_chance, _ = _pair(sets[labels[i]], sets[labels[j]])
-        values[i, j] = values[j, i] = j_value
-        chance[i, j] = chance[j, i] = j_chance
+        pair = overlap_summary(sets[labels[i]], sets[labels[j]])
+        values[i, j] = values[j, i] = pair["jaccard"]
+        chance[i, j] = chance[j, i] = pair["chance"]
     fig = go.Figure(go.Heatmap(
         z=values, x=labels, y=labels, customdata=chance, zmin=0, zmax=1, colorscale="Blues",
         text=np.round(values, 3), texttemplate="%{text}", colorbar=dict(title="Jaccard"),
@@ -91,6 +92,7 @@ def overlap_per_layer(
     sets = {label: as_units(s) for label, s in sets.items()}
     pairs = list(pairs) if pairs is not None else list(combinations(sets, 2))
     fig = go.Figure()
+    layers: list[int] = []
     for i, (a, b) in enumerate(pairs):
         per_layer = overlap_by_layer(sets[a], sets[b])
         layers = list(per_layer)
@@ -101,7 +103,7 @@ def overlap_per_layer(
         fig.add_scatter(x=layers, y=[chance_jaccard(oa + both, ob + both, n) for oa, both, ob, n in per_layer.values()],
                         mode="lines", name=f"{a} vs {b}: random level", legendgroup=f"{a}{b}",
                         line=dict(color=color, dash="dot"), hovertemplate="layer %{x}: random %{y:.3f}<extra></extra>")
-    fig.update_xaxes(dtick=1 if len(fig.data) == 0 or len(fig.data[0].x) <= 16 else 2)
+    fig.update_xaxes(dtick=1 if len(layers) <= 16 else 2)
     return finish(fig, title or "Overlap per layer (Jaccard; dotted: two random sets of the same sizes)",
                   x="layer", y="Jaccard overlap", height=460)
 
@@ -121,10 +123,10 @@ def overlap_counts(
                                         (f"only {names[1]}", PALETTE[1]))):
         fig.add_bar(x=layers, y=[c[k] for c in per_layer.values()], name=label, marker_color=color,
                     hovertemplate="layer %{x}: %{y} units<extra>" + label + "</extra>")
-    j, chance, (only_a, both, only_b, _) = _pair(as_units(a), as_units(b))
+    o = overlap_summary(a, b)
     fig.update_xaxes(dtick=1 if len(layers) <= 16 else 2)
-    return finish(fig, title or f"{names[0]} vs {names[1]}: {both} shared, {only_a} only {names[0]}, "
-                                f"{only_b} only {names[1]} (Jaccard {j:.3f}; random sets {chance:.3f})",
+    return finish(fig, title or f"{names[0]} vs {names[1]}: {o['both']} shared, {o['only_a']} only {names[0]}, "
+                                f"{o['only_b']} only {names[1]} (Jaccard {o['jaccard']:.3f}; random sets {o['chance']:.3f})",
                   x="layer", y="units", barmode="stack", height=460)
 
 
