@@ -19,6 +19,7 @@ from circuitcut.subnetwork import (
     SubnetworkResult,
     compare,
     find_subnetwork,
+    format_report,
     train_scores,
 )
 from circuitcut.subnetwork.mask import remover
@@ -231,6 +232,7 @@ def test_find_subnetwork_saves_and_loads(tiny_model, tmp_path):
     assert all("dppl" in c for c in m["change"].values()) and "dppl_tail" in m["change"]["target"]
     assert len(m["random"]["per_seed"]) == 2 and "std" in m["random"]["change"]["target"]["dppl"]
     assert m["sparsity"] == pytest.approx(result.mask.sparsity())
+    assert "target_heldout" in format_report(m)
 
     loaded = SubnetworkResult.load(tmp_path / "run", tiny_model)
     assert loaded.config == config and loaded.history == result.history

@@ -13,7 +13,7 @@ Example:
 """
 
 from circuitcut.subnetwork.data import SubnetworkData, build_data
-from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
+from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork, format_report
 from circuitcut.subnetwork.mask import SubnetworkMask
 from circuitcut.subnetwork.trainer import SubnetworkConfig, SubnetworkResult, find_subnetwork, train_scores
 
@@ -27,5 +27,6 @@ __all__ = [
     "evaluate_model",
     "evaluate_subnetwork",
     "find_subnetwork",
+    "format_report",
     "train_scores",
 ]

@@ -119,3 +119,22 @@ def _spread(runs: list[dict]) -> dict:
 def compare(a: SubnetworkMask, b: SubnetworkMask) -> dict:
     """Jaccard overlap of two subnetworks (overall, per layer, per site), with their sizes."""
     return {**a.jaccard(b), "size_a": a.n_subnetwork(), "size_b": b.n_subnetwork()}
+
+
+def format_report(metrics: dict) -> str:
+    """A plain-text table of a run's metrics: per dataset, the remaining model against the random masks."""
+    lines = [
+        f"target {metrics.get('target', '?')} on {metrics['model']}: sparsity {metrics['sparsity']:.2f} % "
+        f"({metrics['size']['n_subnetwork']:,} of {metrics['size']['n_units']:,} {metrics['size']['granularity']} units in the subnetwork)",
+        f"{'dataset':16s} {'PPL orig':>9s} {'PPL rem':>10s} {'dPPL %':>10s} {'random dPPL %':>18s} "
+        f"{'top1 orig':>9s} {'top1 rem':>9s} {'top1 rand':>9s}",
+    ]
+    for name, before in metrics["original"].items():
+        after, rand = metrics["remaining"][name], metrics["random"]["change"].get(name, {})
+        rand_ppl = rand.get("dppl", {"mean": float("nan"), "std": float("nan")})
+        rand_top1 = statistics.fmean(r[name]["top1"] for r in metrics["random"]["per_seed"]) if metrics["random"]["per_seed"] else float("nan")
+        lines.append(
+            f"{name:16s} {before['ppl']:9.2f} {after['ppl']:10.2f} {metrics['change'][name]['dppl']:+10.1f} "
+            f"{rand_ppl['mean']:+10.1f} ± {rand_ppl['std']:5.1f} {before['top1']:9.1f} {after['top1']:9.1f} {rand_top1:9.1f}"
+        )
+    return "\n".join(lines)
