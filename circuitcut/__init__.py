@@ -7,6 +7,8 @@ The public API, one name per job (each has a runnable example in its docstring):
 - :func:`collect_stats`: streaming per-neuron statistics collected by hooks.
 - :class:`NeuronMask`: removed neurons, as hooks or weight surgery, saved with the model shape.
 - :class:`PruningConfig`, :func:`prune`, :class:`PruningResult`: selective pruning.
+- :class:`SubnetworkConfig`, :func:`find_subnetwork`, :class:`SubnetworkResult`: knowledge-critical
+  subnetworks.
 """
 
 from circuitcut.data.corpora import corpus_windows
@@ -14,5 +16,17 @@ from circuitcut.masks import NeuronMask
 from circuitcut.models import load_model
 from circuitcut.pruning import PruningConfig, PruningResult, prune
 from circuitcut.stats import collect_stats
+from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult, find_subnetwork
 
-__all__ = ["load_model", "corpus_windows", "collect_stats", "NeuronMask", "PruningConfig", "prune", "PruningResult"]
+__all__ = [
+    "load_model",
+    "corpus_windows",
+    "collect_stats",
+    "NeuronMask",
+    "PruningConfig",
+    "prune",
+    "PruningResult",
+    "SubnetworkConfig",
+    "find_subnetwork",
+    "SubnetworkResult",
+]
