@@ -152,7 +152,7 @@ def test_overlap_counts_selective_against_a_learned_neuron_mask():
     fig = _titled(overlap_counts(selective, learned))
     only_sel, both, only_learned = (list(t.y) for t in fig.data)
     assert (only_sel, both, only_learned) == ([2, 0], [2, 0], [2, 1])
-    assert "Jaccard 0.286" in fig.layout.title.text
+    assert "Jaccard 0.286" in fig.layout.title.text and "<sup>" in fig.layout.title.text
     assert as_units(selective).keys() >= learned.keys()
 
 
@@ -190,7 +190,7 @@ def test_subnetwork_effect_and_training_curves():
     }
     fig = _titled(subnetwork_effect(metrics))
     learned, rand = fig.data[0], fig.data[1]
-    assert list(learned.x) == ["TargetKG", "ControlKG", "ControlLM (text)"]
+    assert list(learned.x) == ["TargetKG", "ControlKG", "ControlLM<br>(text)"]
     assert list(learned.y) == pytest.approx([100.0, 1.25, 1.2])
     assert list(learned.customdata) == pytest.approx([9900.0, 25.0, 20.0])  # dPPL in percent
     assert list(rand.y) == pytest.approx([1.0, 1.375, 1.2])

@@ -42,7 +42,7 @@ PRUNING = PruningConfig(forget="python", retain="prose", sites=("mlp",), importa
 SUBNETWORK = SubnetworkConfig(neuron_kinds=("mlp",), steps=80, n_candidates=200, random_seeds=2,
                               eval_lm_tokens=2048, checkpoint_every=10)
 """The subnetwork runs behind the figures: feed-forward neurons of the top half (layers 15-29)."""
-SUBNETWORK_RUNS = {"animal": ("isa:animal", 0), "food": ("isa:food", 0), "animal, seed 1": ("isa:animal", 1)}
+SUBNETWORK_RUNS = {"animal": ("isa:animal", 0), "food": ("isa:food.n.01", 0), "animal, seed 1": ("isa:animal", 1)}
 """Label -> (target, seed): two targets, and one target twice, to tell target overlap from seed noise."""
 CONTEXT_TOKENS = 16384
 """Tokens searched for a neuron's top-activating contexts."""
@@ -150,7 +150,7 @@ def pruning_figures(model: TransformerBridge, result: PruningResult, context_tok
 
 def _changes(metrics: dict) -> str:
     change, rand = metrics["change"], metrics["random"]["change"]
-    return "; ".join(f"{DATASET_LABELS[n]} dPPL {change[n]['dppl']:+.0f}% (random {rand[n]['dppl']['mean']:+.0f}%)"
+    return "; ".join(f"{DATASET_LABELS[n].replace('<br>', ' ')} dPPL {change[n]['dppl']:+.0f}% (random {rand[n]['dppl']['mean']:+.0f}%)"
                      for n in ("target", "control", "lm") if n in change and n in rand)
 
 

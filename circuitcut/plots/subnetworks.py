@@ -42,7 +42,7 @@ def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.
                         subplot_titles=("% of the matrix's units in the subnetwork", "units in the subnetwork"))
     fig.add_trace(go.Heatmap(
         z=percent, x=[part_label(p) for p in parts], y=layers, customdata=inside, colorscale="Magma",
-        reversescale=True, zmin=0, colorbar=dict(title="% in", x=0.63), text=np.round(percent, 1), texttemplate="%{text}",
+        reversescale=True, zmin=0, colorbar=dict(title="% in", x=1.02), text=np.round(percent, 1), texttemplate="%{text}",
         textfont_size=9, hovertemplate="layer %{y} %{x}: %{z:.2f}% (%{customdata} units)<extra></extra>",
     ), row=1, col=1)
     fig.add_bar(x=inside.sum(axis=1), y=layers, orientation="h", marker_color=PALETTE[0], showlegend=False,
@@ -105,7 +105,7 @@ def overlap_per_layer(
                         line=dict(color=color, dash="dot"), hovertemplate="layer %{x}: random %{y:.3f}<extra></extra>")
     fig.update_xaxes(dtick=1 if len(layers) <= 16 else 2)
     return finish(fig, title or "Overlap per layer (Jaccard; dotted: two random sets of the same sizes)",
-                  x="layer", y="Jaccard overlap", height=460)
+                  x="layer", y="Jaccard overlap", height=520, legend=dict(orientation="h", y=-0.2, x=0))
 
 
 def overlap_counts(
@@ -125,14 +125,15 @@ def overlap_counts(
                     hovertemplate="layer %{x}: %{y} units<extra>" + label + "</extra>")
     o = overlap_summary(a, b)
     fig.update_xaxes(dtick=1 if len(layers) <= 16 else 2)
-    return finish(fig, title or f"{names[0]} vs {names[1]}: {o['both']} shared, {o['only_a']} only {names[0]}, "
-                                f"{o['only_b']} only {names[1]} (Jaccard {o['jaccard']:.3f}; random sets {o['chance']:.3f})",
+    return finish(fig, title or f"{names[0]} vs {names[1]}, per layer<br><sup>{o['both']} shared, {o['only_a']} only "
+                                f"{names[0]}, {o['only_b']} only {names[1]}: Jaccard {o['jaccard']:.3f} "
+                                f"(random sets of the same sizes: {o['chance']:.3f})</sup>",
                   x="layer", y="units", barmode="stack", height=460)
 
 
 DATASET_LABELS = {
-    "target": "TargetKG", "target_heldout": "TargetKG, paraphrased", "control": "ControlKG",
-    "control_heldout": "ControlKG, paraphrased", "lm": "ControlLM (text)",
+    "target": "TargetKG", "target_heldout": "TargetKG<br>paraphrased", "control": "ControlKG",
+    "control_heldout": "ControlKG<br>paraphrased", "lm": "ControlLM<br>(text)",
 }
 
 
@@ -169,7 +170,7 @@ def subnetwork_effect(metrics: dict, title: str | None = None) -> go.Figure:
                     showlegend=label == "original", hovertemplate="%{x}: %{y:.1f}%<extra>" + label + "</extra>")
     fig.update_yaxes(type="log", title_text="PPL ratio (remaining / original)", row=1, col=1)
     fig.update_yaxes(title_text="top-1 accuracy (%)", row=1, col=2)
-    fig.update_xaxes(title_text="dataset")
+    fig.update_xaxes(title_text="dataset", tickangle=0)
     target = metrics.get("target", "")
     sparsity = metrics.get("sparsity")
     size = f", sparsity {sparsity:.2f}%" if sparsity is not None else ""
