@@ -57,14 +57,16 @@ def _rows(batch: KGBatch) -> set[tuple[tuple[int, ...], int]]:
 
 
 #: the config fields that decide the KG facts (scoring them is the slow part of building data)
-KG_FIELDS = ("target", "isa_depth", "n_candidates", "n_target", "min_target", "n_control", "known_top_k", "seed")
+KG_FIELDS = ("target", "isa_depth", "n_candidates", "control_candidates", "n_target", "min_target", "n_control",
+             "known_top_k", "seed")
 
 
 def build_kg(model: TransformerBridge, config) -> dict:
     """TargetKG for ``config.target`` and ControlKG away from its family, encoded for training and evaluation.
 
-    Only a seeded sample of candidate facts is scored (``n_candidates`` from the target family and
-    as many from elsewhere): checking what the model knows costs one forward pass per template.
+    Only a seeded sample of candidate facts is scored (``n_candidates`` from the target family,
+    ``control_candidates`` from elsewhere): checking what the model knows costs one forward pass
+    per template.
     """
     tokenizer = model.tokenizer
     spec = kg.parse_spec(config.target)
@@ -74,7 +76,7 @@ def build_kg(model: TransformerBridge, config) -> dict:
         raise kg.KGError(f"No WordNet triplets fall under the target {config.target!r}.")
     others = [t for t in triplets if not kg.in_target(t, spec)]
     rng = random.Random(config.seed)
-    candidates = _sample(family, config.n_candidates, rng) + _sample(others, config.n_candidates, rng)
+    candidates = _sample(family, config.n_candidates, rng) + _sample(others, config.control_candidates, rng)
     # Held-out templates are only evaluated, never chosen, so they need no scoring here.
     known = kg.known_triplets(model, candidates, top_k=config.known_top_k, heldout=False)
     target = kg.select_target(spec, known, n=config.n_target, min_n=config.min_target, seed=config.seed)

@@ -79,7 +79,9 @@ class SubnetworkConfig:
     isa_depth: int = 3
     """IsA links up to this many hypernym steps (3 gives ``(dog, IsA, animal)``)."""
     n_candidates: int = 400
-    """Facts scored for "known": this many from the target family and as many from elsewhere."""
+    """Facts of the target family scored for "known" (seeded sample)."""
+    control_candidates: int = 1000
+    """Facts from elsewhere scored for ControlKG; about one in five is known to SmolLM2."""
     n_target: int | None = 20
     """At most this many known target facts (seeded sample); ``None``: all."""
     min_target: int = 5
@@ -125,7 +127,7 @@ class SubnetworkConfig:
         self.neuron_kinds = check_kinds(self.neuron_kinds)
         positive = ("steps", "lr", "temperature", "n_control", "control_batch", "window", "lm_pool_tokens",
                     "lm_batch", "lm_top_k", "eval_lm_tokens", "known_top_k", "checkpoint_every", "log_every",
-                    "isa_depth", "n_candidates", "min_target")
+                    "isa_depth", "n_candidates", "control_candidates", "min_target")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
