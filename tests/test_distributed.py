@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,16 @@ def _assert_history_close(a: list[dict], b: list[dict]) -> None:
 
 
 def test_two_gloo_ranks_equal_one_process(tiny_model_dir, tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tiny_model_dir), str(tmp_path)), nprocs=WORLD, join=True)
+    # fork: the children inherit the imported modules (importing circuitcut again costs ~6 s of CPU
+    # each); they run torch single-threaded, so no OpenMP pool is used across the fork.
+    ctx = mp.start_processes(_worker, args=(_free_port(), str(tiny_model_dir), str(tmp_path)), nprocs=WORLD,
+                             join=False, start_method="fork")
+    deadline = time.monotonic() + 300
+    while not ctx.join(timeout=2):  # raises if a rank failed
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the two ranks did not finish within 300 s")
     single = _run_all(circuitcut.load_model(str(tiny_model_dir), device="cpu"), _data(), tmp_path / "single")
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     for got in ranks:  # every rank holds the whole result
@@ -137,9 +147,9 @@ def test_helpers_are_no_ops_outside_a_process_group():
     assert distributed.setup("cpu") == torch.device("cpu")  # no WORLD_SIZE: nothing to join
 
 
-def test_bfloat16_model_keeps_float64_statistics(tiny_model_dir):
+def test_bfloat16_model_keeps_float64_statistics(tiny_model, tiny_model_dir):
     tokens = _windows(0, 1000, 5, n=4)
-    ref = circuitcut.load_model(str(tiny_model_dir), device="cpu")
+    ref = tiny_model
     half = circuitcut.load_model(str(tiny_model_dir), device="cpu", dtype=torch.bfloat16)
     assert next(half.parameters()).dtype == torch.bfloat16
     a, b = collect_stats(ref, tokens, KINDS), collect_stats(half, tokens, KINDS)
