@@ -75,7 +75,7 @@ def save_figure(fig: go.Figure, out_dir: str | Path, name: str, png: bool = True
     return paths
 
 
-def subnetwork_runs(
+def find_subnetworks(
     model: TransformerBridge, budget: Budget, runs_dir: Path, log: Callable[[str], None] = print
 ) -> dict[str, SubnetworkResult]:
     """Find (or load, when a run folder holds a finished result) each subnetwork of ``SUBNETWORK_RUNS``."""
@@ -165,7 +165,7 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
     busiest = max(size["per_layer"].items(), key=lambda kv: kv[1]["subnetwork"])
     pairs = [(labels[0], other) for other in labels[1:]]
     jaccards = {f"{a} vs {b}": masks[a].jaccard(masks[b])["overall"] for a, b in pairs}
-    return {
+    figures = {
         "subnetwork_effect": (subnetwork_effect(first.metrics), (
             f"Removing the learned {first.config.target} subnetwork ({first.config.steps} steps, sparsity "
             f"{first.mask.sparsity():.1f}%): {_changes(first.metrics)}.")),
@@ -174,17 +174,11 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
             f"{first.history[-1]['sparsity']:.1f}% of the maskable units outside the subnetwork.")),
         "subnetwork_anatomy": (subnetwork_anatomy(first.mask), (
             f"Where the {first.config.target} subnetwork sits: {size['n_subnetwork']} of {size['n_units']} "
-            f"feed-forward neurons of layers {min(size['per_layer'])}-{max(size['per_layer'])}; most in layer "
+            f"{' and '.join(first.config.neuron_kinds)} neurons of layers {min(size['per_layer'])}-{max(size['per_layer'])}; most in layer "
             f"{busiest[0]} ({busiest[1]['percent']:.1f}% of its neurons).")),
         "subnetwork_neurons_per_layer": (neurons_per_layer({"learned " + first_label: learned,
                                                             "selective pruning (Python)": pruning.masks["selective"]}),
                                          "Learned subnetwork neurons per layer beside the selectively pruned ones."),
-        "subnetwork_jaccard": (jaccard_matrix(masks), (
-            "Jaccard overlap of the learned subnetworks: " + ", ".join(f"{k} {v:.3f}" for k, v in jaccards.items())
-            + " (hover for the level two random sets of the same sizes reach).")),
-        "subnetwork_overlap_per_layer": (overlap_per_layer(masks, pairs=pairs),
-                                         "Per-layer Jaccard overlap between the first subnetwork and the others, "
-                                         "against the random-set level (dotted)."),
         "selective_vs_learned": (
             overlap_counts(selective, first.mask, ("selective pruning (Python)", f"learned mask ({first_label})")),
             f"Per layer of the learned mask ({min(size['per_layer'])}-{max(size['per_layer'])}), neurons removed by "
@@ -192,6 +186,14 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
             f"({shared['only_b']}), or by both ({shared['both']}): Jaccard {shared['jaccard']:.3f}, against "
             f"{shared['chance']:.3f} for random sets of the same sizes."),
     }
+    if pairs:  # comparisons need a second subnetwork
+        figures["subnetwork_jaccard"] = (jaccard_matrix(masks), (
+            "Jaccard overlap of the learned subnetworks: " + ", ".join(f"{k} {v:.3f}" for k, v in jaccards.items())
+            + " (hover for the level two random sets of the same sizes reach)."))
+        figures["subnetwork_overlap_per_layer"] = (overlap_per_layer(masks, pairs=pairs), (
+            "Per-layer Jaccard overlap between the first subnetwork and the others, against the random-set "
+            "level (dotted)."))
+    return figures
 
 
 def make_figures(
@@ -200,22 +202,32 @@ def make_figures(
     *,
     model: TransformerBridge | None = None,
     runs_dir: str | Path | None = None,
+    pruning_run: str | Path | None = None,
+    subnetwork_runs: dict[str, str | Path] | None = None,
     png: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Regenerate every figure (PNG and HTML) into ``out_dir`` and write their captions to ``CAPTIONS.md``.
 
-    Finished runs in ``runs_dir`` are reused; missing ones are run (the full budget takes about an
-    hour on a 2-core CPU). Returns figure name -> caption (with the numbers behind it).
+    ``pruning_run`` (a run folder) and ``subnetwork_runs`` (label -> result folder; the first is the
+    one shown in detail) draw from finished runs. Otherwise the runs of this module's configs are
+    made in ``runs_dir``, reusing what is finished there (the full budget takes hours on a 2-core CPU).
+    Returns figure name -> caption (with the numbers behind it).
     """
     torch.manual_seed(0)
     model = model or load_model("smollm2")
     runs = Path(runs_dir) if runs_dir is not None else cache_dir() / "figure-runs" / budget
     start = time.perf_counter()
-    pruning = prune(model, sized(PRUNING, budget), out_dir=runs / "pruning-mlp", resume=True)
+    if pruning_run is not None:
+        pruning = PruningResult.load(pruning_run, model)
+    else:
+        pruning = prune(model, sized(PRUNING, budget), out_dir=runs / "pruning-mlp", resume=True)
     log(f"pruning run: {time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
-    subnetworks = subnetwork_runs(model, budget, runs, log)
+    if subnetwork_runs is not None:
+        subnetworks = {label: SubnetworkResult.load(folder, model) for label, folder in subnetwork_runs.items()}
+    else:
+        subnetworks = find_subnetworks(model, budget, runs, log)
     log(f"subnetwork runs: {time.perf_counter() - start:.0f} s")
     figures = {**pruning_figures(model, pruning, CONTEXT_TOKENS if budget == "full" else 512),
                **subnetwork_figures(subnetworks, pruning)}
@@ -224,8 +236,13 @@ def make_figures(
         save_figure(fig, out_dir, name, png=png)
         log(f"  {name}: saved in {time.perf_counter() - start:.1f} s")
     captions = {name: caption for name, (_, caption) in figures.items()}
+    sources = [f"pruning: {pruning_run or runs / 'pruning-mlp'} ({pruning.config.steps} steps of "
+               f"{pruning.config.frac:.0%}, {pruning.config.tokens} tokens per dataset)"]
+    sources += [f"subnetwork '{label}': {r.config.target}, {r.config.steps} steps, seed {r.config.seed}, "
+                f"{'+'.join(r.config.neuron_kinds)} neurons" for label, r in subnetworks.items()]
     lines = ["# Figures", "", f"Regenerated by `circuitcut.plots.make_figures(budget=\"{budget}\")` from runs on the "
-             "embedded model (SmolLM2-135M-Instruct); each PNG has an interactive HTML twin.", ""]
+             "embedded model (SmolLM2-135M-Instruct); each PNG has an interactive HTML twin.", "",
+             *(f"- {s}" for s in sources), ""]
     lines += [f"- `{name}.png`: {caption}" for name, caption in captions.items()]
     (Path(out_dir) / "CAPTIONS.md").write_text("\n".join(lines) + "\n")
     return captions
