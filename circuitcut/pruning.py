@@ -288,6 +288,10 @@ def prune(
     The model's weights are not changed: masks act through hooks. Apply a result permanently with
     ``result.masks["selective"].apply_to_weights(model)``.
 
+    Under ``torchrun`` (after :func:`circuitcut.distributed.setup`) every rank takes its share of
+    each token set, statistics and metrics are summed across ranks, every rank returns the same
+    result, and only rank 0 writes ``out_dir`` and shows progress.
+
     Example:
         >>> import circuitcut
         >>> model = circuitcut.load_model()
