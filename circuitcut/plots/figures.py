@@ -127,12 +127,12 @@ def pruning_figures(model: TransformerBridge, result: PruningResult, context_tok
             f"pruning {rand['selectivity']:.1f}.")),
         "drop_curves": (drop_curves({"mlp": result}), (
             f"Relative forget drop vs retain drop in top-1 accuracy per step: selective pruning reaches "
-            f"{best['forget_drop']:.1f}% vs {best['retain_drop']:.1f}%; random pruning stays near the diagonal "
-            f"({rand['forget_drop']:.1f}% vs {rand['retain_drop']:.1f}% at its best step).")),
+            f"{best['forget_drop']:.1f}% vs {best['retain_drop']:.1f}%, random pruning {rand['forget_drop']:.1f}% vs "
+            f"{rand['retain_drop']:.1f}% at its best step.")),
         "neurons_per_layer": (neurons_per_layer(result.masks), (
             f"Feed-forward neurons removed per layer after {percent_pruned(last):.0f}% pruning "
-            f"({sum(per_layer)} neurons): selective pruning concentrates in layers "
-            f"{', '.join(f'{i} ({per_layer[i]})' for i in top_layers)}; random pruning spreads evenly.")),
+            f"({sum(per_layer)} neurons per method); selective pruning removes the most in layers "
+            f"{', '.join(f'{i} ({per_layer[i]})' for i in top_layers)}.")),
         "importance_heatmap": (importance_heatmap(forget, retain, eps=eps, sort=True), (
             f"Score forget/(retain+{eps:g}) of all {forget.numel()} feed-forward neurons on the unpruned model, "
             f"sorted within each layer; the highest is layer {layer} neuron {neuron} "
@@ -140,7 +140,7 @@ def pruning_figures(model: TransformerBridge, result: PruningResult, context_tok
             f"on prose).")),
         "importance_scatter": (importance_scatter(forget, retain, result.masks["selective"].removed["mlp"]), (
             f"Forget (Python) vs retain (prose) mean |activation| of every feed-forward neuron, coloured by "
-            f"layer; the {sum(per_layer)} selectively pruned neurons ringed, above the diagonal.")),
+            f"layer; the {sum(per_layer)} selectively pruned neurons ringed.")),
         "neuron_contexts": (neuron_contexts(contexts), (
             f"Top-activating Python contexts (evaluation split, {windows.numel()} tokens) of layer {layer} "
             f"neuron {neuron}, the first neuron selective pruning removes; peak activation "

@@ -207,7 +207,8 @@ def top_activating_contexts(
 def neuron_contexts(contexts: NeuronContexts, title: str | None = None) -> go.Figure:
     """Top-activating contexts as a grid of tokens, each cell coloured by the neuron's activation."""
     labels = [f"#{i + 1} window {w} pos {p} ({a:.2f})" for i, (w, p, a) in enumerate(contexts.peaks)]
-    limit = float(np.nanmax(np.abs(contexts.activations.numpy()))) if contexts.peaks else 1.0
+    # Scaled to the highest peak: strongly negative values elsewhere would wash the peaks out.
+    limit = max([a for _, _, a in contexts.peaks if a > 0], default=1.0)
     fig = go.Figure(go.Heatmap(
         z=contexts.activations.numpy(), x=contexts.offsets, y=labels, text=contexts.tokens,
         texttemplate="%{text}", textfont_size=11, colorscale="RdBu", reversescale=True, zmid=0,
