@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 from pathlib import Path
@@ -51,6 +53,7 @@ def _pruning_config(args):
         forget=args.forget, retain=args.retain, sites=args.sites, importance=args.importance,
         steps=args.steps, frac=args.frac, tokens=args.tokens, window=args.window,
         one_shot=args.one_shot, baseline=args.baseline == "random", seed=args.seed, batch_size=args.batch_size,
+        stats_on_eval=args.stats_on_eval,
     )
     load_documents(config.forget), load_documents(config.retain)
     return config
@@ -124,6 +127,8 @@ def _prune_args(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--baseline", default="random", choices=["random", "none"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--stats-on-eval", action="store_true",
+                   help="collect statistics in the evaluation passes (half the passes; splits no longer disjoint)")
     p.add_argument("--out", default=defaults.get("out", "runs/prune"), help="run folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
 
@@ -169,10 +174,19 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_figures)
 
     args = parser.parse_args(argv)
+    from circuitcut import distributed
+
+    # Under torchrun every rank joins the group and takes its device; only rank 0 prints.
+    if hasattr(args, "device"):
+        args.device = distributed.setup(args.device)
+    quiet = contextlib.redirect_stdout(io.StringIO()) if not distributed.is_main_process() else contextlib.nullcontext()
     try:
-        args.func(args)
+        with quiet:
+            args.func(args)
     except (ValueError, FileExistsError, RuntimeError) as err:
         # Our errors name the problem and the fix; a traceback would bury that.
         print(f"circuitcut {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        distributed.teardown()
     return 0
