@@ -164,7 +164,7 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
     size = first.mask.summary()
     busiest = max(size["per_layer"].items(), key=lambda kv: kv[1]["subnetwork"])
     pairs = [(labels[0], other) for other in labels[1:]]
-    jaccards = {f"{a} vs {b}": masks[a].jaccard(masks[b])["overall"] for a, b in pairs}
+    jaccards = {f"{a} vs {b}": overlap_summary(masks[a], masks[b]) for a, b in pairs}
     figures = {
         "subnetwork_effect": (subnetwork_effect(first.metrics), (
             f"Removing the learned {first.config.target} subnetwork ({first.config.steps} steps, sparsity "
@@ -188,8 +188,9 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
     }
     if pairs:  # comparisons need a second subnetwork
         figures["subnetwork_jaccard"] = (jaccard_matrix(masks), (
-            "Jaccard overlap of the learned subnetworks: " + ", ".join(f"{k} {v:.3f}" for k, v in jaccards.items())
-            + " (hover for the level two random sets of the same sizes reach)."))
+            "Jaccard overlap of the learned subnetworks: "
+            + ", ".join(f"{k} {o['jaccard']:.3f} (random sets of the same sizes {o['chance']:.3f})"
+                        for k, o in jaccards.items()) + "."))
         figures["subnetwork_overlap_per_layer"] = (overlap_per_layer(masks, pairs=pairs), (
             "Per-layer Jaccard overlap between the first subnetwork and the others, against the random-set "
             "level (dotted)."))

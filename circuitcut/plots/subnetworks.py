@@ -75,12 +75,14 @@ def jaccard_matrix(sets: Mapping[str, UnitSet | object], title: str | None = Non
         chance[i, j] = chance[j, i] = pair["chance"]
     fig = go.Figure(go.Heatmap(
         z=values, x=labels, y=labels, customdata=chance, zmin=0, zmax=1, colorscale="Blues",
-        text=np.round(values, 3), texttemplate="%{text}", colorbar=dict(title="Jaccard"),
+        text=[[f"{v:.3f}" if i == j else f"{v:.3f}<br>random {c:.3f}" for j, (v, c) in enumerate(zip(vr, cr))]
+              for i, (vr, cr) in enumerate(zip(values, chance))],
+        texttemplate="%{text}", colorbar=dict(title="Jaccard"),
         hovertemplate="%{y} vs %{x}<br>Jaccard %{z:.3f}<br>two random sets of these sizes: %{customdata:.3f}"
                       "<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed")
-    return finish(fig, title or "Overlap of subnetworks (Jaccard; hover for the random-set level)",
+    return finish(fig, title or "Overlap of subnetworks (Jaccard; random: two random sets of the same sizes)",
                   x="subnetwork", y="subnetwork", height=max(420, 60 * len(labels) + 200),
                   width=max(520, 60 * len(labels) + 320))
 
