@@ -52,9 +52,9 @@ def small_budget(config: Config) -> Config:
     """The same run with tiny budgets (a minute on a laptop); for tests and ``CIRCUITCUT_SMALL=1``."""
     if isinstance(config, PruningConfig):
         return dataclasses.replace(config, steps=2, tokens=256)
-    return dataclasses.replace(config, steps=3, n_candidates=40, n_target=5, min_target=2, n_control=12,
-                               control_batch=6, lm_pool_tokens=128, window=64, lm_batch=2, eval_lm_tokens=128,
-                               random_seeds=1, log_every=1)
+    return dataclasses.replace(config, steps=3, n_candidates=40, control_candidates=60, n_target=5, min_target=2,
+                               n_control=12, control_batch=6, lm_pool_tokens=128, window=64, lm_batch=2,
+                               eval_lm_tokens=128, random_seeds=1, log_every=1)
 
 
 def sized(config: Config, budget: Budget) -> Config:
