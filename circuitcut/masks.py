@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from jaxtyping import Bool, Float
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
@@ -26,6 +27,38 @@ Hook = tuple[str, Callable[[Tensor, object], Tensor]]
 
 class MaskMismatchError(ValueError):
     """A mask was made for a model of another name or shape."""
+
+
+def check_same_model(shape: ModelShape, model: TransformerBridge, what: str = "mask", made: str = "made for") -> None:
+    """Refuse a ``what`` made on a model of another name or shape than ``model``."""
+    other = ModelShape.of(model)
+    if other != shape:
+        raise MaskMismatchError(
+            f"This {what} was {made} {shape.name} ({shape.n_layers} layers, d_model {shape.d_model}, "
+            f"d_mlp {shape.d_mlp}) but the model is {other.name} ({other.n_layers} layers, d_model "
+            f"{other.d_model}, d_mlp {other.d_mlp}). Load the model the {what} was {made}."
+        )
+
+
+def save_mask_file(path: str | Path, shape: ModelShape, masks: dict[str, Bool[Tensor, "..."]], metadata: dict) -> None:
+    """Boolean tensors as a safetensors file whose metadata names the model (written atomically)."""
+    meta = {"model_shape": json.dumps(asdict(shape)), **metadata}
+    tensors = {k: v.to(torch.uint8).contiguous() for k, v in masks.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+
+
+def read_mask_file(
+    path: str | Path, what: str, required: tuple[str, ...] = ()
+) -> tuple[ModelShape, dict[str, str], dict[str, Bool[Tensor, "..."]]]:
+    """The model shape, metadata and boolean tensors of a file written by :func:`save_mask_file`."""
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    missing = [k for k in ("model_shape", *required) if k not in meta]
+    if missing:
+        raise MaskMismatchError(f"{path} is not a circuitcut {what} (no {'/'.join(missing)} metadata).")
+    tensors = {k: v.bool() for k, v in load_file(str(path)).items()}
+    return ModelShape(**json.loads(meta["model_shape"])), meta, tensors
 
 
 class ScaleHook:
@@ -97,31 +130,17 @@ class NeuronMask:
                         _SURGERY[kind](model.blocks[layer], idx, self.shape)
 
     def check_model(self, model: TransformerBridge) -> None:
-        other = ModelShape.of(model)
-        if other != self.shape:
-            raise MaskMismatchError(
-                f"This mask was made for {self.shape.name} ({self.shape.n_layers} layers, d_mlp "
-                f"{self.shape.d_mlp}) but the model is {other.name} ({other.n_layers} layers, d_mlp "
-                f"{other.d_mlp}). Load the model the mask was made for."
-            )
+        check_same_model(self.shape, model)
 
     def save(self, path: str | Path, metadata: dict | None = None) -> None:
         """Write a safetensors file whose metadata names the model (written atomically)."""
-        meta = {"model_shape": json.dumps(asdict(self.shape)), **(metadata or {})}
-        tensors = {k: v.to(torch.uint8).contiguous() for k, v in self.removed.items()}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+        save_mask_file(path, self.shape, self.removed, metadata or {})
 
     @classmethod
     def load(cls, path: str | Path, model: TransformerBridge | None = None) -> NeuronMask:
         """Read a mask; with ``model``, refuse it unless it was made for that model."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        if "model_shape" not in meta:
-            raise MaskMismatchError(f"{path} is not a circuitcut neuron mask (no model_shape metadata).")
-        mask = cls(ModelShape(**json.loads(meta["model_shape"])), {k: v.bool() for k, v in load_file(str(path)).items()})
+        shape, _, removed = read_mask_file(path, "neuron mask")
+        mask = cls(shape, removed)
         if model is not None:
             mask.check_model(model)
         return mask

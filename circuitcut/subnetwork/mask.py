@@ -6,22 +6,18 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.masks import MaskMismatchError, NeuronMask
-from circuitcut.runs import atomic_path
+from circuitcut.masks import MaskMismatchError, NeuronMask, check_same_model, read_mask_file, save_mask_file
 from circuitcut.sites import ModelShape
 from circuitcut.subnetwork.neuron_masks import NeuronRemover, remove_neurons, to_neuron_mask
 from circuitcut.subnetwork.weight_masks import WeightRemover, remove_weights
@@ -154,33 +150,17 @@ class SubnetworkMask:
 
     # files ---------------------------------------------------------------------------------------
     def check_model(self, model: TransformerBridge) -> None:
-        other = ModelShape.of(model)
-        if other != self.shape:
-            raise MaskMismatchError(
-                f"This subnetwork was found on {self.shape.name} ({self.shape.n_layers} layers, d_model "
-                f"{self.shape.d_model}) but the model is {other.name} ({other.n_layers} layers, d_model "
-                f"{other.d_model}). Load the model the subnetwork was found on."
-            )
+        check_same_model(self.shape, model, "subnetwork", made="found on")
 
     def save(self, path: str | Path, metadata: dict | None = None) -> None:
         """A safetensors file whose metadata names the model and granularity (written atomically)."""
-        meta = {"model_shape": json.dumps(asdict(self.shape)), "granularity": self.granularity, **(metadata or {})}
-        tensors = {n: m.to(torch.uint8).contiguous() for n, m in self.subnetwork.items()}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+        save_mask_file(path, self.shape, self.subnetwork, {"granularity": self.granularity, **(metadata or {})})
 
     @classmethod
     def load(cls, path: str | Path, model: TransformerBridge | None = None) -> SubnetworkMask:
         """Read a subnetwork; with ``model``, refuse it unless it was found on that model."""
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        if "model_shape" not in meta or "granularity" not in meta:
-            raise MaskMismatchError(f"{path} is not a circuitcut subnetwork mask (no model_shape/granularity metadata).")
-        mask = cls(
-            ModelShape(**json.loads(meta["model_shape"])),
-            meta["granularity"],  # type: ignore[arg-type]
-            {n: t.bool() for n, t in load_file(str(path)).items()},
-        )
+        shape, meta, subnetwork = read_mask_file(path, "subnetwork mask", required=("granularity",))
+        mask = cls(shape, meta["granularity"], subnetwork)  # type: ignore[arg-type]
         if model is not None:
             mask.check_model(model)
         return mask
