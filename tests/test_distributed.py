@@ -76,7 +76,18 @@ def _run_all(model, data: dict, run_dir: Path) -> dict:
         "masks": {m: mask.removed for m, mask in result.masks.items()},
         "history": result.history,
         "grad": _mask_gradient(model, data["train"]),
+        "trained": _trained_scores(model),
     }
+
+
+def _trained_scores(model) -> list[torch.Tensor]:
+    """Mask scores after two steps of the real subnetwork trainer (each rank trains on its shares)."""
+    from test_subnetwork import tiny_config, tiny_data
+
+    from circuitcut.subnetwork import train_scores
+
+    scores, _ = train_scores(model, tiny_config(steps=2), tiny_data(model), progress=False)
+    return [s.detach().clone() for s in scores.scores]
 
 
 def _worker(rank: int, port: int, model_dir: str, out_dir: str) -> None:
@@ -131,6 +142,8 @@ def test_two_gloo_ranks_equal_one_process(tiny_model_dir, tmp_path):
                 assert torch.equal(got["masks"][method][kind], removed[kind]), (method, kind)
         _assert_history_close(got["history"], single["history"])
         torch.testing.assert_close(got["grad"], single["grad"], rtol=1e-4, atol=1e-7)
+        for a, b in zip(got["trained"], single["trained"]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert single["grad"].abs().sum() > 0
     # Only rank 0 wrote the run folder, and it is the single-process run's.
     saved = PruningResult.load(tmp_path / "run")

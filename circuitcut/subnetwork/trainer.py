@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from circuitcut import distributed
 from circuitcut.runs import atomic_path, read_json, write_json
 from circuitcut.sites import ModelShape, check_kinds
 from circuitcut.subnetwork.data import KG_FIELDS, SubnetworkData, build_data, build_kg
@@ -244,14 +245,16 @@ def train_scores(
     with frozen(model):
         ref = reference(model, data.control.tokens, data.control.predict_pos, data.lm, top_k=config.lm_top_k)
         keep0 = {name: torch.ones_like(s) for name, s in scores.items()}
-        bar = tqdm(range(start, config.steps), desc="subnetwork", initial=start, total=config.steps, disable=not progress)
+        bar = tqdm(range(start, config.steps), desc="subnetwork", initial=start, total=config.steps,
+                   disable=not (progress and distributed.is_main_process()))
         with remover(model, config.granularity, keep0) as masker:
             for step in bar:
                 record = _step(model, config, data, ref, scores, optimizer, generator, masker, step)
                 if step % config.log_every == 0 or step == config.steps - 1:
                     history.append(record)
                     bar.set_postfix(loss=f"{record['loss']:.3g}", kept=f"{record['sparsity']:.1f}%")
-                if checkpoint is not None and ((step + 1) % config.checkpoint_every == 0 or step == config.steps - 1):
+                if (checkpoint is not None and distributed.is_main_process()
+                        and ((step + 1) % config.checkpoint_every == 0 or step == config.steps - 1)):
                     _save_checkpoint(checkpoint, config, step + 1, scores, optimizer, generator, history)
                 if on_step is not None:
                     on_step(step, record)
@@ -270,10 +273,13 @@ def _step(model, config, data, ref, scores, optimizer, generator, masker, step: 
     masker.set_keep(keep)
     control = torch.randperm(len(data.control.tokens), generator=generator, device=generator.device)[: config.control_batch].cpu()
     windows = torch.randperm(len(data.lm), generator=generator, device=generator.device)[: config.lm_batch].cpu()
+    # Under torchrun every rank draws the same mask and batches (same seed) and takes its share of
+    # each batch; the gradients are averaged before the step, so all ranks take the same step.
+    target, control, windows = (distributed.shard(i) for i in (torch.arange(len(data.target.tokens)), control, windows))
 
     terms = {}
     if config.suppression_weight:
-        logits = kg_logits(model, data.target.tokens, data.target.predict_pos)
+        logits = kg_logits(model, data.target.tokens[target], data.target.predict_pos[target])
         terms["suppression"] = kl_from_uniform(logits)
         (config.suppression_weight * terms["suppression"]).backward()
     if config.control_kg_weight:
@@ -290,6 +296,7 @@ def _step(model, config, data, ref, scores, optimizer, generator, masker, step: 
     weight = sparsity_weight(step, config.steps, config.sparsity_start, config.sparsity_end)
     terms["density"] = scores.density()
     (weight * terms["density"]).backward()
+    distributed.all_reduce_grads(scores.parameters())
     optimizer.step()
 
     with torch.no_grad():
