@@ -130,7 +130,8 @@ def _prune_args(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--stats-on-eval", action="store_true",
                    help="collect statistics in the evaluation passes (half the passes; splits no longer disjoint)")
     p.add_argument("--out", default=defaults.get("out", "runs/prune"), help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    if defaults.get("resume_flag", True):  # the demo always resumes its folder
+        p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("demo", help="the main job: a short selective-pruning run next to random pruning")
-    _prune_args(p, steps=3, tokens=4096, out="runs/demo")
+    _prune_args(p, steps=3, tokens=4096, out="runs/demo", resume_flag=False)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("subnet", help="find a knowledge-critical subnetwork for a knowledge-graph target")
