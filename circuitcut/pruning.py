@@ -30,7 +30,7 @@ from circuitcut.evaluate import TokenMetrics, evaluate_tokens
 from circuitcut.masks import NeuronMask
 from circuitcut.runs import atomic_path, read_json, write_json
 from circuitcut.sites import ModelShape, SiteKind, check_kinds
-from circuitcut.stats import IMPORTANCES, Importance, NeuronStats, collect_stats, stats_hooks
+from circuitcut.stats import IMPORTANCES, Importance, NeuronStats, collect_stats, finish_stats, stats_hooks
 
 Method = Literal["selective", "random"]
 DEFAULT_EPS: dict[SiteKind, float] = {"mlp": 1e-3, "attn_v": 1e-4, "attn_z": 1e-4}
@@ -319,8 +319,7 @@ def prune(
                                            stat_hooks=stats_hooks(st) if collect else (), batch_size=bs,
                                            desc=f"evaluate {name}", distributed=parallel))
             if collect:
-                st.count = len(distributed.shard(tokens)) * tokens.shape[1]
-                stats.append(distributed.all_reduce_stats(st) if parallel else st)
+                stats.append(finish_stats(st, distributed.shard(tokens), None, parallel))
         return metrics[0], metrics[1], tuple(stats) if collect else None
 
     def statistics(mask: NeuronMask) -> tuple[NeuronStats, NeuronStats]:

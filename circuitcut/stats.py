@@ -250,7 +250,15 @@ def collect_stats(
     hooks = stats_hooks(stats)
     stream(model, tokens, fwd_hooks=fwd_hooks, stat_hooks=hooks, token_mask=token_mask,
            batch_size=batch_size, desc=desc, progress=progress and dist.is_main_process())
+    return finish_stats(stats, tokens, token_mask, distributed)
+
+
+def finish_stats(
+    stats: NeuronStats, tokens: Int[Tensor, "n pos"], token_mask: Bool[Tensor, "n pos"] | None, distributed: bool
+) -> NeuronStats:
+    """Set the token count of statistics filled by hooks over this rank's ``tokens``; under
+    ``distributed`` sum them across ranks. Every way of collecting statistics ends here."""
+    from circuitcut import distributed as dist
+
     stats.count = int(token_mask.sum()) if token_mask is not None else tokens.numel()
-    if distributed:
-        dist.all_reduce_stats(stats)
-    return stats
+    return dist.all_reduce_stats(stats) if distributed else stats
