@@ -169,6 +169,16 @@ def test_top_activating_contexts_on_the_tiny_model(tiny_model, tmp_path):
     assert contexts.tokens[0][4].replace("·", " ") == tiny_model.tokenizer.decode([int(tokens[w, p])]).replace("\n", "↵")
     fig = _titled(neuron_contexts(contexts))
     assert list(fig.data[0].x) == [-4, -3, -2, -1, 0, 1, 2]
+    ranked = {}
+    for rank_by, key in (("min", -acts), ("abs", acts.abs())):
+        ranked[rank_by] = top_activating_contexts(tiny_model, tokens, layer=1, neuron=7, k=3, rank_by=rank_by)
+        strength, position = key.max(dim=1)
+        assert [w for w, _, _ in ranked[rank_by].peaks] == strength.topk(3).indices.tolist()
+        w, p, a = ranked[rank_by].peaks[0]
+        assert p == int(position[w]) and a == pytest.approx(float(acts[w, p]), rel=1e-4)  # signed, not |a|
+    assert "most negative" in neuron_contexts(ranked["min"]).layout.title.text
+    with pytest.raises(ValueError, match="rank_by 'median'.*max, min, abs"):
+        top_activating_contexts(tiny_model, tokens, layer=1, neuron=7, rank_by="median")
     value_contexts = top_activating_contexts(tiny_model, tokens, layer=0, neuron=17, kind="attn_v", k=2)
     assert "query head" in neuron_contexts(value_contexts).layout.title.text
     paths = save_figure(fig, tmp_path, "contexts", png=False)

@@ -113,7 +113,9 @@ def pruning_figures(model: TransformerBridge, result: PruningResult, context_tok
     layer, neuron = _top_neuron(result)
     windows = corpus_windows(config.forget, model.tokenizer, n_tokens=context_tokens, window=config.window,
                              split="eval", seed=config.seed)
-    contexts = top_activating_contexts(model, windows, layer, neuron)
+    # Rank as the importance does: "freq" counts positive activations, the others magnitudes.
+    contexts = top_activating_contexts(model, windows, layer, neuron,
+                                       rank_by="max" if config.importance == "freq" else "abs")
     per_layer = result.masks["selective"].per_layer()["mlp"]
     top_layers = sorted(range(len(per_layer)), key=lambda i: -per_layer[i])[:3]
     eps = config.eps_for("mlp")
@@ -142,9 +144,10 @@ def pruning_figures(model: TransformerBridge, result: PruningResult, context_tok
             f"Forget (Python) vs retain (prose) mean |activation| of every feed-forward neuron, coloured by "
             f"layer; the {sum(per_layer)} selectively pruned neurons ringed.")),
         "neuron_contexts": (neuron_contexts(contexts), (
-            f"Top-activating Python contexts (evaluation split, {windows.numel()} tokens) of layer {layer} "
-            f"neuron {neuron}, the first neuron selective pruning removes; peak activation "
-            f"{contexts.peaks[0][2]:.2f}.")),
+            f"The Python contexts (evaluation split, {windows.numel()} tokens) where layer {layer} neuron "
+            f"{neuron}, the first neuron selective pruning removes, reaches its largest "
+            f"{'activation' if contexts.rank_by == 'max' else '|activation|'}; strongest peak "
+            f"{contexts.peaks[0][2]:.2f} on '{contexts.tokens[0][contexts.offsets.index(0)]}'.")),
     }
 
 
@@ -237,7 +240,9 @@ def make_figures(
         save_figure(fig, out_dir, name, png=png)
         log(f"  {name}: saved in {time.perf_counter() - start:.1f} s")
     captions = {name: caption for name, (_, caption) in figures.items()}
-    sources = [f"pruning: {pruning_run or runs / 'pruning-mlp'} ({pruning.config.steps} steps of "
+    # Name the default run folder by the cache variable, not this machine's home directory.
+    default_runs = "$CIRCUITCUT_CACHE/figure-runs/" + budget if runs_dir is None else str(runs)
+    sources = [f"pruning: {pruning_run or default_runs + '/pruning-mlp'} ({pruning.config.steps} steps of "
                f"{pruning.config.frac:.0%}, {pruning.config.tokens} tokens per dataset)"]
     sources += [f"subnetwork '{label}': {r.config.target}, {r.config.steps} steps, seed {r.config.seed}, "
                 f"{'+'.join(r.config.neuron_kinds)} neurons" for label, r in subnetworks.items()]

@@ -139,6 +139,12 @@ def importance_scatter(
                   legend=dict(x=0.01, y=0.99))
 
 
+Ranking = Literal["max", "min", "abs"]
+RANKINGS: tuple[Ranking, ...] = ("max", "min", "abs")
+_RANK_TITLES = {"max": "top-activating contexts", "min": "most negative contexts",
+                "abs": "contexts of largest |activation|"}
+
+
 @dataclass
 class NeuronContexts:
     """The windows where one neuron fires most: tokens around each peak and their activations."""
@@ -154,6 +160,8 @@ class NeuronContexts:
     """Position of each column relative to the peak token."""
     peaks: list[tuple[int, int, float]]
     """Per context: (window, position, peak activation)."""
+    rank_by: Ranking = "max"
+    """How the peaks were chosen: highest activation, lowest, or largest magnitude."""
 
 
 def _readable(text: str) -> str:
@@ -173,12 +181,18 @@ def top_activating_contexts(
     after: int = 3,
     fwd_hooks: Sequence[Hook] = (),
     batch_size: int = 8,
+    rank_by: Ranking = "max",
 ) -> NeuronContexts:
     """One pass over ``tokens`` recording a neuron; the ``k`` windows with the highest peaks.
+
+    ``rank_by="abs"`` ranks by magnitude, matching the abs/rms/std importances: a gated feed-forward
+    neuron can matter mostly through negative values, which ``"max"`` would never show.
 
     One context per window, so that a neuron firing on a long run of tokens does not fill the list
     with near-copies of one passage. ``fwd_hooks`` (e.g. a pruning mask) run first.
     """
+    if rank_by not in RANKINGS:
+        raise ValueError(f"Unknown rank_by '{rank_by}': choose from {', '.join(RANKINGS)}.")
     recorded: list[Tensor] = []
 
     def record(activation: Float[Tensor, "batch pos *neuron"], hook=None) -> None:
@@ -186,8 +200,9 @@ def top_activating_contexts(
 
     stream(model, tokens, fwd_hooks=[*fwd_hooks, (hook_name(kind, layer), record)], batch_size=batch_size)
     acts = torch.cat(recorded)
-    peak, position = acts.max(dim=1)
-    windows = peak.topk(min(k, len(peak))).indices.tolist()
+    key = {"max": acts, "min": -acts, "abs": acts.abs()}[rank_by]
+    strength, position = key.max(dim=1)
+    windows = strength.topk(min(k, len(strength))).indices.tolist()
     offsets = list(range(-before, after + 1))
     rows, values, peaks = [], torch.full((len(windows), len(offsets)), float("nan")), []
     for r, w in enumerate(windows):
@@ -200,15 +215,15 @@ def top_activating_contexts(
             if inside:
                 values[r, c] = acts[w, q]
         rows.append(row)
-        peaks.append((w, p, float(peak[w])))
-    return NeuronContexts(kind, layer, neuron, rows, values, offsets, peaks)
+        peaks.append((w, p, float(acts[w, p])))
+    return NeuronContexts(kind, layer, neuron, rows, values, offsets, peaks, rank_by)
 
 
 def neuron_contexts(contexts: NeuronContexts, title: str | None = None) -> go.Figure:
     """Top-activating contexts as a grid of tokens, each cell coloured by the neuron's activation."""
     labels = [f"#{i + 1} window {w} pos {p} ({a:.2f})" for i, (w, p, a) in enumerate(contexts.peaks)]
-    # Scaled to the highest peak: strongly negative values elsewhere would wash the peaks out.
-    limit = max([a for _, _, a in contexts.peaks if a > 0], default=1.0)
+    # Scaled to the strongest peak: larger values of the other sign elsewhere would wash the peaks out.
+    limit = max([abs(a) for _, _, a in contexts.peaks], default=0.0) or 1.0
     fig = go.Figure(go.Heatmap(
         z=contexts.activations.numpy(), x=contexts.offsets, y=labels, text=contexts.tokens,
         texttemplate="%{text}", textfont_size=11, colorscale="RdBu", reversescale=True, zmid=0,
@@ -221,7 +236,7 @@ def neuron_contexts(contexts: NeuronContexts, title: str | None = None) -> go.Fi
     note = f" — {KIND_NOTES[contexts.kind]}" if contexts.kind != "mlp" else ""
     return finish(
         fig, title or f"What {contexts.kind} neuron {contexts.layer}.{contexts.neuron} does: "
-                      f"its top-activating contexts{note}",
+                      f"its {_RANK_TITLES[contexts.rank_by]}{note}",
         x="position relative to the peak token (tokens; · is a space, ↵ a newline)", y="context",
         height=max(340, 180 + 36 * len(labels)), width=1300, margin=dict(t=90),
     )

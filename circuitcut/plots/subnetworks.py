@@ -82,7 +82,8 @@ def jaccard_matrix(sets: Mapping[str, UnitSet | object], title: str | None = Non
                       "<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed")
-    return finish(fig, title or "Overlap of subnetworks (Jaccard; random: two random sets of the same sizes)",
+    return finish(fig, title or "Overlap of subnetworks (Jaccard)<br><sup>random: two random sets of the same sizes"
+                                "</sup>",
                   x="subnetwork", y="subnetwork", height=max(420, 60 * len(labels) + 200),
                   width=max(520, 60 * len(labels) + 320))
 
@@ -128,9 +129,9 @@ def overlap_counts(
     o = overlap_summary(a, b)
     fig.update_xaxes(dtick=1 if len(layers) <= 16 else 2)
     return finish(fig, title or f"{names[0]} vs {names[1]}, per layer<br><sup>{o['both']} shared, {o['only_a']} only "
-                                f"{names[0]}, {o['only_b']} only {names[1]}: Jaccard {o['jaccard']:.3f} "
+                                f"{names[0]}, {o['only_b']} only {names[1]}</sup><br><sup>Jaccard {o['jaccard']:.3f} "
                                 f"(random sets of the same sizes: {o['chance']:.3f})</sup>",
-                  x="layer", y="units", barmode="stack", height=460)
+                  x="layer", y="units", barmode="stack", height=480, margin=dict(t=110))
 
 
 DATASET_LABELS = {
@@ -154,11 +155,13 @@ def subnetwork_effect(metrics: dict, title: str | None = None) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=("perplexity, remaining / original (log)", "top-1 accuracy (%)"))
     ratio = [remaining[n]["ppl"] / original[n]["ppl"] for n in names]
+    extremes = [min(*ratio, 1.0), max(ratio)]
     fig.add_bar(x=labels, y=ratio, name="subnetwork removed", marker_color=PALETTE[1], row=1, col=1, legendgroup="s",
                 customdata=[100 * (r - 1) for r in ratio], hovertemplate="%{x}: ×%{y:.3g} (dPPL %{customdata:+.1f}%)")
     if seeds:
         rand = np.array([[s[n]["ppl"] / original[n]["ppl"] for n in names] for s in seeds])
         mean = rand.mean(axis=0)
+        extremes = [min(extremes[0], rand.min()), max(extremes[1], rand.max())]
         fig.add_bar(x=labels, y=mean, name=f"random masks, same size ({len(seeds)} seeds)", marker_color=PALETTE[0],
                     error_y=dict(type="data", symmetric=False, array=rand.max(0) - mean, arrayminus=mean - rand.min(0)),
                     customdata=100 * (mean - 1), hovertemplate="%{x}: ×%{y:.3g} (dPPL %{customdata:+.1f}%)",
@@ -170,7 +173,9 @@ def subnetwork_effect(metrics: dict, title: str | None = None) -> go.Figure:
     for (label, values), color in zip(top1.items(), ("#7f7f7f", PALETTE[1], PALETTE[0])):
         fig.add_bar(x=labels, y=values, name=label, marker_color=color, row=1, col=2, legendgroup=label[0],
                     showlegend=label == "original", hovertemplate="%{x}: %{y:.1f}%<extra>" + label + "</extra>")
-    fig.update_yaxes(type="log", title_text="PPL ratio (remaining / original)", row=1, col=1)
+    # Plotly's log autorange leaves no room above the tallest bar, which then looks clipped.
+    fig.update_yaxes(type="log", title_text="PPL ratio (remaining / original)", row=1, col=1,
+                     range=[np.log10(extremes[0]) - 0.05, np.log10(extremes[1]) + 0.15])
     fig.update_yaxes(title_text="top-1 accuracy (%)", row=1, col=2)
     fig.update_xaxes(title_text="dataset", tickangle=0)
     target = metrics.get("target", "")
