@@ -94,7 +94,8 @@ def cmd_demo(args) -> None:
 def cmd_subnet(args) -> None:
     from circuitcut.subnetwork import SubnetworkConfig, find_subnetwork
 
-    config = SubnetworkConfig(target=args.target, granularity=args.granularity, steps=args.steps, seed=args.seed)
+    config = SubnetworkConfig(target=args.target, granularity=args.granularity, steps=args.steps, seed=args.seed,
+                              data_seed=args.data_seed)
     model = _load(args)
     result = find_subnetwork(model, config, args.out)
     metrics = result.metrics
@@ -165,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--granularity", default="neuron", choices=["neuron", "weight"])
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-seed", type=int, help="seed of the facts and text sampled (default: --seed); fix it "
+                   "to compare mask seeds on the same facts")
     p.add_argument("--out", default="runs/subnet", help="run folder (a run started again resumes)")
     p.set_defaults(func=cmd_subnet)
 

@@ -17,11 +17,13 @@ from circuitcut.subnetwork import (
     SubnetworkData,
     SubnetworkMask,
     SubnetworkResult,
+    build_data,
     compare,
     find_subnetwork,
     format_report,
     train_scores,
 )
+from circuitcut.subnetwork.data import KG_FIELDS
 from circuitcut.subnetwork.mask import remover
 from circuitcut.subnetwork.objective import (
     kl_from_uniform,
@@ -244,6 +246,17 @@ def test_find_subnetwork_saves_and_loads(tiny_model, tmp_path):
     assert again.history == result.history and all(torch.equal(again.mask.subnetwork[n], v) for n, v in result.mask.subnetwork.items())
     with pytest.raises(ValueError, match="another config"):
         find_subnetwork(tiny_model, tiny_config(steps=5), tmp_path / "run", progress=False, data=tiny_data(tiny_model))
+
+
+def test_data_seed_keeps_the_data_across_mask_seeds(tiny_model):
+    """Two mask seeds on one ``data_seed`` see the same facts and text; without it the seed picks both."""
+    same_data = [tiny_config(seed=s, data_seed=0) for s in (0, 1)]
+    assert [c.sample_seed for c in same_data] == [0, 0] and tiny_config(seed=1).sample_seed == 1
+    assert len({tuple(getattr(c, f) for f in KG_FIELDS) for c in same_data}) == 1  # one cached fact set
+    kg_parts = {n: getattr(tiny_data(tiny_model), n) for n in ("target", "control", "eval_kg", "facts")}
+    lm = [build_data(tiny_model, c, kg_parts).lm for c in (*same_data, tiny_config(seed=1))]
+    assert torch.equal(lm[0], lm[1]) and not torch.equal(lm[0], lm[2])
+    assert SubnetworkConfig.from_dict(same_data[1].to_dict()) == same_data[1]
 
 
 def test_mask_for_another_model_is_refused(tiny_model, smollm2, tmp_path):

@@ -30,7 +30,7 @@ from circuitcut.plots.subnetworks import (
     subnetwork_effect, training_curves,
 )
 from circuitcut.pruning import PruningConfig, PruningResult, prune
-from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult, find_subnetwork
+from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult, find_subnetwork, saved_config
 
 Budget = Literal["full", "small"]
 BUDGETS: tuple[Budget, ...] = ("full", "small")
@@ -43,7 +43,8 @@ SUBNETWORK = SubnetworkConfig(neuron_kinds=("mlp",), steps=80, n_candidates=200,
                               eval_lm_tokens=2048, checkpoint_every=10)
 """The subnetwork runs behind the figures: feed-forward neurons of the top half (layers 15-29)."""
 SUBNETWORK_RUNS = {"animal": ("isa:animal", 0), "food": ("isa:food.n.01", 0), "animal, seed 1": ("isa:animal", 1)}
-"""Label -> (target, seed): two targets, and one target twice, to tell target overlap from seed noise."""
+"""Label -> (target, mask seed): two targets, and the same animal facts under a second seed, to tell target
+overlap from seed noise (every run samples its facts with seed 0)."""
 CONTEXT_TOKENS = 16384
 """Tokens searched for a neuron's top-activating contexts."""
 
@@ -82,10 +83,10 @@ def find_subnetworks(
     results = {}
     for label, (target, seed) in SUBNETWORK_RUNS.items():
         folder = runs_dir / f"subnetwork-{target.replace(':', '-')}-seed{seed}"
-        if (folder / "mask.safetensors").exists():
+        config = sized(dataclasses.replace(SUBNETWORK, target=target, seed=seed, data_seed=0), budget)
+        if (folder / "mask.safetensors").exists() and saved_config(folder) == config:
             results[label] = SubnetworkResult.load(folder, model)
             continue
-        config = sized(dataclasses.replace(SUBNETWORK, target=target, seed=seed), budget)
         try:
             results[label] = find_subnetwork(model, config, folder)
         except KGError as err:  # too few known facts for this target on this model: draw the others

@@ -15,7 +15,13 @@ Example:
 from circuitcut.subnetwork.data import SubnetworkData, build_data
 from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork, format_report
 from circuitcut.subnetwork.mask import SubnetworkMask
-from circuitcut.subnetwork.trainer import SubnetworkConfig, SubnetworkResult, find_subnetwork, train_scores
+from circuitcut.subnetwork.trainer import (
+    SubnetworkConfig,
+    SubnetworkResult,
+    find_subnetwork,
+    saved_config,
+    train_scores,
+)
 
 __all__ = [
     "SubnetworkConfig",
@@ -28,5 +34,6 @@ __all__ = [
     "evaluate_subnetwork",
     "find_subnetwork",
     "format_report",
+    "saved_config",
     "train_scores",
 ]

@@ -58,7 +58,7 @@ def _rows(batch: KGBatch) -> set[tuple[tuple[int, ...], int]]:
 
 #: the config fields that decide the KG facts (scoring them is the slow part of building data)
 KG_FIELDS = ("target", "isa_depth", "n_candidates", "control_candidates", "n_target", "min_target", "n_control",
-             "known_top_k", "seed")
+             "known_top_k", "sample_seed")
 
 
 def build_kg(model: TransformerBridge, config) -> dict:
@@ -75,12 +75,12 @@ def build_kg(model: TransformerBridge, config) -> dict:
     if not family:
         raise kg.KGError(f"No WordNet triplets fall under the target {config.target!r}.")
     others = [t for t in triplets if not kg.in_target(t, spec)]
-    rng = random.Random(config.seed)
+    rng = random.Random(config.sample_seed)
     candidates = _sample(family, config.n_candidates, rng) + _sample(others, config.control_candidates, rng)
     # Held-out templates are only evaluated, never chosen, so they need no scoring here.
     known = kg.known_triplets(model, candidates, top_k=config.known_top_k, heldout=False)
-    target = kg.select_target(spec, known, n=config.n_target, min_n=config.min_target, seed=config.seed)
-    control = kg.select_control(known, exclude=target, n=config.n_control, seed=config.seed)
+    target = kg.select_target(spec, known, n=config.n_target, min_n=config.min_target, seed=config.sample_seed)
+    control = kg.select_control(known, exclude=target, n=config.n_control, seed=config.sample_seed)
     kg.check_disjoint(target, control)
     return {
         "target": target.encode(tokenizer),
@@ -98,7 +98,7 @@ def build_kg(model: TransformerBridge, config) -> dict:
 def build_data(model: TransformerBridge, config, kg_parts: dict | None = None) -> SubnetworkData:
     """The run's data: the KG parts (:func:`build_kg`, or given) and ControlLM windows."""
     kg_parts = kg_parts if kg_parts is not None else build_kg(model, config)
-    windows = dict(tokenizer=model.tokenizer, window=config.window, seed=config.seed)
+    windows = dict(tokenizer=model.tokenizer, window=config.window, seed=config.sample_seed)
     return SubnetworkData(
         **kg_parts,
         lm=corpus_windows(config.lm_corpus, n_tokens=config.lm_pool_tokens, split="stats", **windows),

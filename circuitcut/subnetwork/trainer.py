@@ -9,7 +9,6 @@ are alive at a time), and adds the sparsity term.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -108,7 +107,10 @@ class SubnetworkConfig:
     random_seeds: int = 3
     """Random masks of the same size per site for the baseline."""
     seed: int = 0
-    """Seeds the Gumbel noise, the batches and the control selection."""
+    """Seeds the Gumbel noise and the batches (and, unless ``data_seed`` is set, the data)."""
+    data_seed: int | None = None
+    """Seeds which facts are sampled and the ControlLM windows; ``None``: ``seed``. Fix it to learn masks
+    for the same facts under other seeds (how much of a subnetwork is seed noise)."""
     checkpoint_every: int = 50
     """Steps between atomic checkpoints (resumable) when the run has a folder."""
     log_every: int = 10
@@ -145,6 +147,11 @@ class SubnetworkConfig:
             raise ValueError(f"init_p is a probability in (0, 1), got {self.init_p}.")
         if self.lm_pool_tokens < self.window * self.lm_batch:
             raise ValueError(f"lm_pool_tokens ({self.lm_pool_tokens}) holds fewer than lm_batch ({self.lm_batch}) windows of {self.window}.")
+
+    @property
+    def sample_seed(self) -> int:
+        """The seed that picks the facts and ControlLM windows."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,11 +206,17 @@ class SubnetworkResult:
         metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
         history = metrics.pop("history", [])
         return cls(
-            SubnetworkConfig.from_dict(read_json(folder / "config.json")),
+            saved_config(folder),
             SubnetworkMask.load(folder / "mask.safetensors", model),
             history,
             metrics,
         )
+
+
+def saved_config(folder: str | Path) -> SubnetworkConfig | None:
+    """The config a run folder was started with; ``None`` when it holds none."""
+    path = Path(folder) / "config.json"
+    return SubnetworkConfig.from_dict(read_json(path)) if path.exists() else None
 
 
 @contextmanager
@@ -362,7 +375,7 @@ def find_subnetwork(
     config = config or SubnetworkConfig()
     started = time.perf_counter()
     folder = Path(out_dir) if out_dir is not None else None
-    if folder is not None and (folder / CHECKPOINT).exists() and read_json(folder / "config.json") != _json(config):
+    if folder is not None and (folder / CHECKPOINT).exists() and saved_config(folder) != config:
         raise ValueError(f"{folder} holds a run with another config; use another output folder or the same config.")
     if data is None:
         data = _run_data(model, config, folder)
@@ -406,8 +419,3 @@ def _run_data(model: TransformerBridge, config: SubnetworkConfig, folder: Path |
     with atomic_path(path) as tmp:
         torch.save({"key": key, "kg": parts}, tmp)
     return build_data(model, config, parts)
-
-
-def _json(config: SubnetworkConfig) -> dict:
-    """The config as config.json holds it (tuples become lists)."""
-    return json.loads(json.dumps(config.to_dict()))
