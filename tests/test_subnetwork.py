@@ -240,6 +240,8 @@ def test_find_subnetwork_saves_and_loads(tiny_model, tmp_path):
     assert loaded.config == config and loaded.history == result.history
     assert all(torch.equal(loaded.mask.subnetwork[n], v) for n, v in result.mask.subnetwork.items())
     assert loaded.metrics["change"] == m["change"]
+    # without a data override a finished folder is loaded: no facts are built or scored again
+    assert find_subnetwork(tiny_model, config, tmp_path / "run", progress=False).metrics == loaded.metrics
 
     # started again on a finished run folder: resumes at the last step, trains nothing, same result
     again = find_subnetwork(tiny_model, config, tmp_path / "run", progress=False, data=tiny_data(tiny_model))

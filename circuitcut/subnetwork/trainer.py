@@ -363,7 +363,8 @@ def find_subnetwork(
 ) -> SubnetworkResult:
     """Find, evaluate (against random masks) and save a knowledge-critical subnetwork: one call does all.
 
-    With ``out_dir`` the run checkpoints there and, started again with the same config, resumes.
+    With ``out_dir`` the run checkpoints there and, started again with the same config, resumes; a
+    finished run with the same config (and no ``data`` override) is loaded, not evaluated again.
     ``data`` overrides the data built from ``config.target`` (custom facts or windows).
 
     Example:
@@ -377,6 +378,9 @@ def find_subnetwork(
     folder = Path(out_dir) if out_dir is not None else None
     if folder is not None and (folder / CHECKPOINT).exists() and saved_config(folder) != config:
         raise ValueError(f"{folder} holds a run with another config; use another output folder or the same config.")
+    finished = folder is not None and (folder / "metrics.json").exists()  # written last by save()
+    if finished and data is None and saved_config(folder) == config:
+        return SubnetworkResult.load(folder, model)
     if data is None:
         data = _run_data(model, config, folder)
     data.check()
