@@ -82,12 +82,13 @@ def _run_all(model, data: dict, run_dir: Path) -> dict:
 
 def _trained_scores(model) -> list[torch.Tensor]:
     """Mask scores after two steps of the real subnetwork trainer (each rank trains on its shares)."""
-    from test_subnetwork import tiny_config, tiny_data
+    from subnetwork_helpers import tiny_config, tiny_data
 
-    from circuitcut.subnetwork import train_scores
+    from circuitcut.subnetwork import SubnetworkTrainer
 
-    scores, _ = train_scores(model, tiny_config(steps=2), tiny_data(model), progress=False)
-    return [s.detach().clone() for s in scores.scores]
+    trainer = SubnetworkTrainer(model, tiny_config(steps=2), tiny_data(model))
+    trainer.train(progress=False)
+    return [s.detach().clone() for s in trainer.scores.scores]
 
 
 def _worker(rank: int, port: int, model_dir: str, out_dir: str) -> None:

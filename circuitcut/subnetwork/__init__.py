@@ -3,37 +3,36 @@ erases a set of knowledge-graph facts while keeping other facts and general lang
 
 Example:
     >>> from circuitcut.subnetwork import SubnetworkConfig, find_subnetwork, SubnetworkResult, compare
-    >>> result = find_subnetwork(model, SubnetworkConfig(target="tail:animal", steps=300), "runs/animal")
-    >>> result.metrics["change"]["target"]["dppl"]          # TargetKG dPPL of the remaining model
+    >>> result = find_subnetwork(model, SubnetworkConfig(target="isa:animal"), "runs/animal")
+    >>> result.metrics["change"]["target"]["dppl"]          # TargetKG whole-tail dPPL of the remaining model
     >>> with result.mask.removed(model):                      # run the remaining model
     ...     logits = model(tokens)
     >>> result.mask.remove_from(model)                        # or remove it from the weights for good
     >>> other = SubnetworkResult.load("runs/food", model)     # refuses a mask of another model
     >>> compare(result.mask, other.mask)["overall"]            # Jaccard overlap
+    >>> preset("paper", target="isa:food")                    # the paper's released-code settings
 """
 
+from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig, preset, saved_config
 from circuitcut.subnetwork.data import SubnetworkData, build_data
 from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork, format_report
 from circuitcut.subnetwork.mask import SubnetworkMask
-from circuitcut.subnetwork.trainer import (
-    SubnetworkConfig,
-    SubnetworkResult,
-    find_subnetwork,
-    saved_config,
-    train_scores,
-)
+from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork
+from circuitcut.subnetwork.trainer import SubnetworkTrainer
 
 __all__ = [
+    "PRESETS",
     "SubnetworkConfig",
     "SubnetworkData",
     "SubnetworkMask",
     "SubnetworkResult",
+    "SubnetworkTrainer",
     "build_data",
     "compare",
     "evaluate_model",
     "evaluate_subnetwork",
     "find_subnetwork",
     "format_report",
+    "preset",
     "saved_config",
-    "train_scores",
 ]

@@ -1,9 +1,15 @@
-"""The data a subnetwork run needs, built from a target spec: TargetKG, ControlKG, ControlLM.
+"""The data a subnetwork run needs, built from a target spec: TargetKG, ControlKG, ControlLM, in three roles.
 
-TargetKG and ControlKG come from :mod:`circuitcut.data.kg` (facts the model knows, verbalized
-with each fact's chosen training template; held-out paraphrases only for evaluation); ControlLM
-windows from :mod:`circuitcut.data.corpora` (the ``stats`` split trains, the ``eval`` split
-evaluates).
+* training: the target facts on their chosen template, ``n_control`` control facts, a ControlLM pool;
+* validation (the rule that picks the final mask, :mod:`~circuitcut.subnetwork.selection`): the
+  target facts on their *other* training templates (never trained on), ``n_control_val`` further
+  control facts, ControlLM windows after the training pool;
+* evaluation (the reported numbers): the target facts on their chosen and held-out paraphrase
+  templates, the training control facts and ``n_control_new`` control facts never seen before, each
+  also on paraphrases, and ControlLM windows of the corpus's ``eval`` split.
+
+The facts come from :mod:`circuitcut.data.kg` (facts the model knows), the windows from
+:mod:`circuitcut.data.corpora` (``stats`` split for training and validation, ``eval`` for evaluation).
 """
 
 from __future__ import annotations
@@ -17,19 +23,25 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data import kg
 from circuitcut.data.corpora import corpus_windows
-from circuitcut.data.kg import KGBatch
+from circuitcut.data.kg import KGBatch, KnowledgeSet
+
+EVAL_SETS = ("target", "target_paraphrase", "control", "control_paraphrase", "control_new", "control_new_paraphrase")
+"""The evaluation datasets (besides ControlLM, ``lm``), in report order."""
 
 
 @dataclass
 class SubnetworkData:
-    """Training batches, evaluation batches and the facts behind them (for reports)."""
+    """Training, validation and evaluation batches and the facts behind them (for reports)."""
 
     target: KGBatch
     control: KGBatch
     lm: Int[Tensor, "n_windows window"]
     eval_kg: dict[str, KGBatch] = field(default_factory=dict)
-    """Evaluation facts by dataset: ``target``, ``target_heldout``, ``control``, ``control_heldout``."""
+    """Evaluation facts by dataset (:data:`EVAL_SETS`)."""
     eval_lm: Int[Tensor, "n_windows window"] | None = None
+    val_kg: dict[str, KGBatch] = field(default_factory=dict)
+    """Validation facts: ``target`` (other templates) and ``control`` (facts of their own)."""
+    val_lm: Int[Tensor, "n_windows window"] | None = None
     facts: dict[str, list[str]] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -56,17 +68,13 @@ def _rows(batch: KGBatch) -> set[tuple[tuple[int, ...], int]]:
     }
 
 
-#: the config fields that decide the KG facts (scoring them is the slow part of building data)
-KG_FIELDS = ("target", "isa_depth", "n_candidates", "control_candidates", "n_target", "min_target", "n_control",
-             "known_top_k", "sample_seed")
-
-
 def build_kg(model: TransformerBridge, config) -> dict:
-    """TargetKG for ``config.target`` and ControlKG away from its family, encoded for training and evaluation.
+    """TargetKG for ``config.target`` and ControlKG away from its family, encoded for every role.
 
     Only a seeded sample of candidate facts is scored (``n_candidates`` from the target family,
     ``control_candidates`` from elsewhere): checking what the model knows costs one forward pass
-    per template.
+    per template. The known control facts are split into validation, never-seen and training
+    facts, in that order of priority.
     """
     tokenizer = model.tokenizer
     spec = kg.parse_spec(config.target)
@@ -80,18 +88,24 @@ def build_kg(model: TransformerBridge, config) -> dict:
     # Held-out templates are only evaluated, never chosen, so they need no scoring here.
     known = kg.known_triplets(model, candidates, top_k=config.known_top_k, heldout=False)
     target = kg.select_target(spec, known, n=config.n_target, min_n=config.min_target, seed=config.sample_seed)
-    control = kg.select_control(known, exclude=target, n=config.n_control, seed=config.sample_seed)
-    kg.check_disjoint(target, control)
+    n_all = config.n_control_val + config.n_control_new + config.n_control
+    pool = kg.select_control(known, exclude=target, n=n_all, seed=config.sample_seed)
+    val, new, control = _split(pool, (config.n_control_val, config.n_control_new, config.n_control))
+    kg.check_disjoint(target, pool)
     return {
         "target": target.encode(tokenizer),
         "control": control.encode(tokenizer),
+        "val_kg": {"target": _other_templates(target, tokenizer), "control": val.encode(tokenizer)},
         "eval_kg": {
             "target": target.encode(tokenizer),
-            "target_heldout": target.encode(tokenizer, template="heldout"),
+            "target_paraphrase": target.encode(tokenizer, template="heldout"),
             "control": control.encode(tokenizer),
-            "control_heldout": control.encode(tokenizer, template="heldout"),
+            "control_paraphrase": control.encode(tokenizer, template="heldout"),
+            "control_new": new.encode(tokenizer),
+            "control_new_paraphrase": new.encode(tokenizer, template="heldout"),
         },
-        "facts": {"target": [str(k) for k in target], "control": [str(k) for k in control]},
+        "facts": {"target": [str(k) for k in target], "control": [str(k) for k in control],
+                  "control_val": [str(k) for k in val], "control_new": [str(k) for k in new]},
     }
 
 
@@ -99,11 +113,32 @@ def build_data(model: TransformerBridge, config, kg_parts: dict | None = None) -
     """The run's data: the KG parts (:func:`build_kg`, or given) and ControlLM windows."""
     kg_parts = kg_parts if kg_parts is not None else build_kg(model, config)
     windows = dict(tokenizer=model.tokenizer, window=config.window, seed=config.sample_seed)
+    pool = corpus_windows(config.lm_corpus, n_tokens=config.lm_pool_tokens + config.val_lm_tokens, split="stats", **windows)
+    n_train = config.lm_pool_tokens // config.window
     return SubnetworkData(
         **kg_parts,
-        lm=corpus_windows(config.lm_corpus, n_tokens=config.lm_pool_tokens, split="stats", **windows),
+        lm=pool[:n_train],
+        val_lm=pool[n_train:],
         eval_lm=corpus_windows(config.lm_corpus, n_tokens=config.eval_lm_tokens, split="eval", **windows),
     )
+
+
+def _split(known: KnowledgeSet, sizes: tuple[int, ...]) -> list[KnowledgeSet]:
+    """Consecutive parts of a (seeded, already shuffled) set; the last part takes what is left."""
+    parts, start = [], 0
+    for i, n in enumerate(sizes):
+        stop = len(known) if i == len(sizes) - 1 else start + n
+        parts.append(type(known)(name=known.name, items=known.items[start:stop]))
+        start = stop
+    return parts
+
+
+def _other_templates(known: KnowledgeSet, tokenizer) -> KGBatch:
+    """Each fact on the training templates other than its chosen one (all were scored, none is trained on)."""
+    batch = known.encode(tokenizer, template="train")
+    chosen = [known.items[int(i)].template for i in batch.item_index]
+    rows = [i for i, (t, c) in enumerate(zip(batch.templates, chosen)) if t != c]
+    return batch[rows] if rows else known.encode(tokenizer)
 
 
 def _sample(items: list, n: int, rng: random.Random) -> list:

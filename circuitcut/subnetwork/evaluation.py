@@ -1,10 +1,12 @@
 """How the remaining model (original minus the subnetwork) compares with the original, and with random masks.
 
-Per dataset (TargetKG on training templates and held-out paraphrases, ControlKG likewise,
-ControlLM windows): perplexity, top-1/5/10 accuracy and rank of the tail, and
-``dPPL = (PPL_remaining - PPL_original) / PPL_original * 100`` (METRICS.md). KG perplexity is that
-of the first tail token (the token the objective acts on); ``ppl_tail`` averages over all tail tokens.
-The baseline removes random masks with exactly as many units per site as the subnetwork.
+Per dataset (:data:`~circuitcut.subnetwork.data.EVAL_SETS` and ControlLM windows, ``lm``):
+perplexity, top-1/5/10 accuracy and rank of the tail, and
+``dPPL = (PPL_remaining - PPL_original) / PPL_original * 100`` (METRICS.md). KG perplexity ``ppl``
+is over the whole tail (all its tokens, the paper's); ``ppl_first`` is that of the first tail token
+(the token the objective acts on), a secondary figure. The baseline removes random masks with
+exactly as many units per site as the subnetwork; *criticality* says how far the learned mask is
+from them.
 """
 
 from __future__ import annotations
@@ -22,17 +24,17 @@ from circuitcut.subnetwork.data import SubnetworkData
 from circuitcut.subnetwork.mask import SubnetworkMask
 
 #: metrics whose relative change is reported, and the name of that change
-_CHANGES = {"ppl": "dppl", "ppl_tail": "dppl_tail", "top1": "dtop1"}
+_CHANGES = {"ppl": "dppl", "ppl_first": "dppl_first", "top1": "dtop1", "top10": "dtop10"}
 
 
 @torch.inference_mode()
 def kg_metrics(model: TransformerBridge, batch: KGBatch, batch_size: int = 64) -> dict:
-    """Tail perplexity (first token, and all tail tokens), top-k accuracy (%) and rank on a KG batch."""
+    """Tail perplexity (all tail tokens; first token), top-k accuracy (%) and rank on a KG batch."""
     scores = score_pairs(model, batch, batch_size)
     rank = scores.rank.float()
     return {
-        "ppl": math.exp(-scores.logprob.mean().item()),
-        "ppl_tail": math.exp(-scores.tail_logprob.mean().item()),
+        "ppl": math.exp(-scores.tail_logprob.mean().item()),
+        "ppl_first": math.exp(-scores.logprob.mean().item()),
         "top1": 100 * (scores.rank <= 1).float().mean().item(),
         "top5": 100 * (scores.rank <= 5).float().mean().item(),
         "top10": 100 * (scores.rank <= 10).float().mean().item(),
@@ -56,7 +58,7 @@ def evaluate_model(model: TransformerBridge, data: SubnetworkData, mask: Subnetw
 
 
 def changes(original: dict, remaining: dict) -> dict:
-    """Relative change in percent of the original, per dataset: dppl, dppl_tail, dtop1."""
+    """Relative change in percent of the original, per dataset: dppl, dppl_first, dtop1, dtop10."""
     return {
         name: {
             delta: 100 * (remaining[name][key] - before[key]) / before[key]
@@ -84,19 +86,39 @@ def evaluate_subnetwork(
     remaining = evaluate_model(model, data, mask)
     per_seed = [evaluate_model(model, data, mask.random_like(seed)) for seed in range(random_seeds)]
     random_changes = [changes(original, r) for r in per_seed]
+    change = changes(original, remaining)
+    spread = _spread(random_changes)
     return {
         "model": mask.shape.name,
         "sparsity": mask.sparsity(),
         "size": mask.summary(),
         "original": original,
         "remaining": remaining,
-        "change": changes(original, remaining),
+        "change": change,
         "random": {
             "seeds": list(range(random_seeds)),
-            "change": _spread(random_changes),
+            "change": spread,
             "per_seed": per_seed,
         },
+        "criticality": criticality(change, spread),
     }
+
+
+def criticality(change: dict, random_change: dict) -> dict:
+    """Per dataset, how far the learned mask's whole-tail dPPL is from random masks of its size:
+    ``excess`` = learned - random mean (percentage points), ``z`` = excess / random sd (None with one seed).
+
+    A critical subnetwork has a large positive excess on TargetKG and a negative or small one on controls.
+    """
+    out = {}
+    for name, delta in change.items():
+        rand = random_change.get(name, {}).get("dppl")
+        if rand is None or "dppl" not in delta:
+            continue
+        excess = delta["dppl"] - rand["mean"]
+        out[name] = {"learned": delta["dppl"], "random_mean": rand["mean"], "random_std": rand["std"],
+                     "excess": excess, "z": excess / rand["std"] if rand["std"] > 0 else None}
+    return out
 
 
 def _spread(runs: list[dict]) -> dict:
@@ -122,19 +144,29 @@ def compare(a: SubnetworkMask, b: SubnetworkMask) -> dict:
 
 
 def format_report(metrics: dict) -> str:
-    """A plain-text table of a run's metrics: per dataset, the remaining model against the random masks."""
+    """A plain-text table of a run's metrics: per dataset, the remaining model against the random masks.
+
+    dPPL is over the whole tail; ``dPPL 1st`` is the first tail token's (secondary); top-10 in percent.
+    """
+    nan = {"mean": float("nan"), "std": float("nan")}
+    seeds = metrics["random"]["per_seed"]
     lines = [
         f"target {metrics.get('target', '?')} on {metrics['model']}: sparsity {metrics['sparsity']:.2f} % "
         f"({metrics['size']['n_subnetwork']:,} of {metrics['size']['n_units']:,} {metrics['size']['granularity']} units in the subnetwork)",
-        f"{'dataset':16s} {'PPL orig':>9s} {'PPL rem':>10s} {'dPPL %':>10s} {'random dPPL %':>18s} "
-        f"{'top1 orig':>9s} {'top1 rem':>9s} {'top1 rand':>9s}",
+        f"{'dataset':22s} {'n':>5s} {'PPL orig':>9s} {'PPL rem':>10s} {'dPPL %':>10s} {'random dPPL %':>20s} "
+        f"{'dPPL 1st %':>10s} {'top10 orig':>10s} {'top10 rem':>9s} {'top10 rand':>10s}",
     ]
     for name, before in metrics["original"].items():
-        after, rand = metrics["remaining"][name], metrics["random"]["change"].get(name, {})
-        rand_ppl = rand.get("dppl", {"mean": float("nan"), "std": float("nan")})
-        rand_top1 = statistics.fmean(r[name]["top1"] for r in metrics["random"]["per_seed"]) if metrics["random"]["per_seed"] else float("nan")
+        after, change = metrics["remaining"][name], metrics["change"][name]
+        rand = metrics["random"]["change"].get(name, {}).get("dppl", nan)
+        rand_top10 = statistics.fmean(r[name]["top10"] for r in seeds) if seeds else float("nan")
+        first = change.get("dppl_first", float("nan"))
         lines.append(
-            f"{name:16s} {before['ppl']:9.2f} {after['ppl']:10.2f} {metrics['change'][name]['dppl']:+10.1f} "
-            f"{rand_ppl['mean']:+10.1f} ± {rand_ppl['std']:5.1f} {before['top1']:9.1f} {after['top1']:9.1f} {rand_top1:9.1f}"
+            f"{name:22s} {before['n']:5d} {before['ppl']:9.2f} {after['ppl']:10.2f} {change['dppl']:+10.1f} "
+            f"{rand['mean']:+11.1f} ± {rand['std']:6.1f} {first:+10.1f} {before['top10']:10.1f} {after['top10']:9.1f} {rand_top10:10.1f}"
         )
+    if "selection" in metrics:
+        sel = metrics["selection"]
+        lines.append(f"mask chosen at step {sel['chosen_step']} by the validation rule "
+                     f"({'met' if sel['rule_met'] else 'not met: the least violation'})")
     return "\n".join(lines)

@@ -1,11 +1,14 @@
 """The loss terms of a knowledge-critical subnetwork, all measured on the *remaining* model.
 
-* suppression: ``KL(U || p)`` between the uniform distribution over the vocabulary and the
-  remaining model's next-token distribution where it should predict a TargetKG tail (first tail
-  token): the remaining model should have no idea what the tail is;
+* suppression, where the remaining model should predict a TargetKG tail (first tail token):
+  ``uniform``, ``KL(U || p)`` between the uniform distribution over the vocabulary and the
+  remaining model's next-token distribution (the paper's: the model should have no idea what
+  comes next), or ``unlikely``, ``-log(1 - p(tail))`` (only the tail is pushed down, so the prompt's
+  other continuations, which control facts share, are left alone). Either can stop for a fact whose
+  tail already ranks below ``until_rank`` (a hinge: no units are spent on overshooting);
 * maintenance: ``KL(p_orig || p)`` to the original model, on ControlKG tail predictions and on
   every position of ControlLM windows;
-* sparsity: the mean of sigmoid(scores) (:meth:`MaskScores.density`), pushed down.
+* sparsity: the expected subnetwork size (:meth:`MaskScores.penalty`), pushed down.
 
 The original model's distributions are computed once (:func:`reference`). ControlKG keeps the full
 log-probabilities (one row per fact: 200 facts are 39 MB). ControlLM keeps only the ``top_k``
@@ -27,24 +30,47 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from circuitcut.data.kg import KGBatch
 
-def kg_logits(
-    model: TransformerBridge, tokens: Int[Tensor, "batch pos"], predict_pos: Int[Tensor, " batch"]
-) -> Float[Tensor, "batch vocab"]:
+
+def kg_logits(model: TransformerBridge, batch: KGBatch) -> Float[Tensor, "batch vocab"]:
     """Logits at the position that predicts each fact's first tail token.
 
     Batches are right-padded; with causal attention the padding after ``predict_pos`` cannot
-    change the prediction there.
+    change the prediction there, and the last column predicts nothing needed.
     """
     device = next(model.parameters()).device
-    logits = model(tokens.to(device))
-    return logits[torch.arange(len(tokens), device=device), predict_pos.to(device)].float()
+    return batch.predict_logits(model(batch.tokens[:, :-1].to(device))).float()
 
 
-def kl_from_uniform(logits: Float[Tensor, "batch vocab"]) -> Float[Tensor, ""]:
-    """``KL(U || p)`` averaged over the batch; 0 exactly when ``p`` is uniform."""
-    logp = logits.log_softmax(-1)
-    return (-math.log(logits.shape[-1]) - logp.mean(-1)).mean()
+def kl_from_uniform(logits: Float[Tensor, "batch vocab"]) -> Float[Tensor, " batch"]:
+    """``KL(U || p)`` per row; 0 exactly when ``p`` is uniform."""
+    return -math.log(logits.shape[-1]) - logits.log_softmax(-1).mean(-1)
+
+
+def unlikelihood(logits: Float[Tensor, "batch vocab"], tail: Int[Tensor, " batch"]) -> Float[Tensor, " batch"]:
+    """``-log(1 - p(tail))`` per row: large while the tail is likely, about ``p(tail)`` once it is not.
+
+    Computed as ``logsumexp(all) - logsumexp(all but the tail)``, which keeps its gradient even when
+    ``p(tail)`` rounds to 1 in float32.
+    """
+    others = logits.scatter(-1, tail[:, None], float("-inf"))
+    return logits.logsumexp(-1) - others.logsumexp(-1)
+
+
+def tail_rank(logits: Float[Tensor, "batch vocab"], tail: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """Rank of each row's tail token (1 = the top prediction)."""
+    return (logits > logits.gather(-1, tail[:, None])).sum(-1) + 1
+
+
+def suppression(
+    logits: Float[Tensor, "batch vocab"], tail: Int[Tensor, " batch"], kind: str, until_rank: int | None
+) -> Float[Tensor, ""]:
+    """The TargetKG term, a mean over facts; a fact whose tail ranks below ``until_rank`` adds 0."""
+    per_fact = kl_from_uniform(logits) if kind == "uniform" else unlikelihood(logits, tail)
+    if until_rank is not None:
+        per_fact = per_fact * (tail_rank(logits.detach(), tail) <= until_rank)
+    return per_fact.mean()
 
 
 def kl_to_reference(ref_logp: Float[Tensor, "batch vocab"], logits: Float[Tensor, "batch vocab"]) -> Float[Tensor, ""]:
@@ -80,36 +106,18 @@ class Reference:
 @torch.no_grad()
 def reference(
     model: TransformerBridge,
-    control_tokens: Int[Tensor, "n_control pos"],
-    control_predict_pos: Int[Tensor, " n_control"],
+    control: KGBatch,
     lm_windows: Int[Tensor, "n_windows window"],
     *,
     top_k: int = 64,
     batch_size: int = 8,
 ) -> Reference:
     """Cache the original model's ControlKG log-probs (full) and ControlLM log-probs (top-k)."""
-    control = torch.cat([
-        kg_logits(model, t, p).log_softmax(-1).cpu()
-        for t, p in zip(control_tokens.split(batch_size * 4), control_predict_pos.split(batch_size * 4))
-    ])
+    control_logp = torch.cat([kg_logits(model, b).log_softmax(-1).cpu() for b in control.batches(batch_size * 4)])
     index, logp = [], []
     device = next(model.parameters()).device
     for batch in lm_windows.split(batch_size):
         top = model(batch.to(device)).float().log_softmax(-1).topk(top_k, dim=-1)
         index.append(top.indices.cpu())
         logp.append(top.values.cpu())
-    return Reference(control, torch.cat(index), torch.cat(logp))
-
-
-def sparsity_weight(step: int, steps: int, start: float, end: float) -> float:
-    """``start`` over the first half of training, then rising linearly to ``end`` at the last step."""
-    half = steps / 2
-    if step < half:
-        return start
-    return start + (end - start) * (step - half) / max(steps - 1 - half, 1)
-
-
-def learning_rate(step: int, steps: int, lr: float, warmup: float) -> float:
-    """Linear warm-up over the first ``warmup`` fraction of steps, then constant."""
-    n_warm = max(int(warmup * steps), 1)
-    return lr * min(1.0, (step + 1) / n_warm)
+    return Reference(control_logp, torch.cat(index), torch.cat(logp))

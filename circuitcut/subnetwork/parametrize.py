@@ -3,12 +3,15 @@
 Every maskable unit (a weight, or a neuron) has a real-valued score ``s``. Its mask value ``m`` is 1
 when the unit belongs to the *subnetwork*:
 
-* training: ``m = hard(sigmoid((s + g) / T))`` with logistic noise ``g`` (a Gumbel-sigmoid
-  sample) and a threshold at 0.5; the backward pass uses the gradient of the soft sample
-  (straight-through), so the forward pass always sees a real 0/1 mask;
+* training: ``m = hard(sigmoid((s + b * g) / T))`` with logistic noise ``g`` of scale ``b`` (at
+  ``b = 1`` a Gumbel-sigmoid sample: ``m = 1`` with probability ``sigmoid(s)``) and a threshold at
+  0.5; the backward pass uses the gradient of the soft sample (straight-through), so the forward
+  pass always sees a real 0/1 mask. The temperature ``T`` only shapes that gradient: the hard
+  sample is ``[s + b * g > 0]`` whatever ``T`` is, so only ``b`` moves the training mask towards
+  the evaluation mask (``b = 0``: they are equal);
 * evaluation: ``m = [sigmoid(s) > 0.5]``, deterministic.
 
-Scores start at ``logit(p)`` (reference: p = 0.45, i.e. each unit starts just below the threshold).
+Scores start at ``logit(p)``.
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ def logit(p: float) -> float:
 
 
 def gumbel_sigmoid(
-    scores: Float[Tensor, "*shape"], *, temperature: float = 1.0, generator: torch.Generator | None = None
+    scores: Float[Tensor, "*shape"],
+    *,
+    temperature: float = 1.0,
+    noise: float = 1.0,
+    generator: torch.Generator | None = None,
 ) -> Float[Tensor, "*shape"]:
     """A hard 0/1 sample whose gradient is that of the soft Gumbel-sigmoid sample (straight-through)."""
     u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
     u = u.clamp(1e-6, 1 - 1e-6)  # keep the logistic noise finite
-    soft = torch.sigmoid((scores + torch.log(u) - torch.log1p(-u)) / temperature)
+    soft = torch.sigmoid((scores + noise * (torch.log(u) - torch.log1p(-u))) / temperature)
     return _Threshold.apply(soft)
 
 
@@ -76,18 +83,27 @@ class MaskScores(nn.Module):
     def n_units(self) -> int:
         return sum(s.numel() for s in self.scores)
 
-    def sample(self, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """A straight-through subnetwork mask per site (1 = in the subnetwork), differentiable."""
-        return {n: gumbel_sigmoid(s, temperature=temperature, generator=generator) for n, s in self.items()}
+    def sample(
+        self, *, temperature: float = 1.0, noise: float = 1.0, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """A straight-through subnetwork mask per site (1 = in the subnetwork), differentiable.
+
+        The noise is drawn even at ``noise=0``, so the random stream does not depend on the schedule.
+        """
+        return {n: gumbel_sigmoid(s, temperature=temperature, noise=noise, generator=generator) for n, s in self.items()}
 
     def hard(self) -> dict[str, Bool[Tensor, "*shape"]]:
         """The deterministic subnetwork (True = in the subnetwork)."""
         return {n: deterministic_mask(s.detach()) for n, s in self.items()}
 
-    def density(self) -> Float[Tensor, ""]:
-        """Mean of sigmoid(scores) over every maskable unit: the expected subnetwork fraction.
+    def expected_size(self) -> Float[Tensor, ""]:
+        """Sum of sigmoid(scores): the expected number of units in a sampled subnetwork.
 
-        This is the sparsity loss: pushing it down makes the subnetwork small.
+        The sparsity loss pushes it (``per_unit``) or its mean over units (``mean``) down.
         """
-        total = sum(torch.sigmoid(s).sum() for s in self.scores)
-        return total / self.n_units()
+        return sum(torch.sigmoid(s).sum() for s in self.scores)
+
+    def penalty(self, mode: str) -> Float[Tensor, ""]:
+        """The sparsity term before its weight: ``per_unit`` the expected size, ``mean`` the expected fraction."""
+        size = self.expected_size()
+        return size if mode == "per_unit" else size / self.n_units()

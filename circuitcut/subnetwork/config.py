@@ -1,0 +1,269 @@
+"""What decides a subnetwork run: :class:`SubnetworkConfig`, its named presets, and the config a run folder holds.
+
+Every field is also a ``circuitcut subnet`` flag (``--init-p 0.03``), so a run on the command line
+and one in a notebook are the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from transformer_lens.model_bridge import TransformerBridge
+
+from circuitcut.runs import read_json
+from circuitcut.sites import ModelShape, check_kinds
+from circuitcut.subnetwork.mask import GRANULARITIES, Granularity
+from circuitcut.subnetwork.neuron_masks import neuron_sites
+from circuitcut.subnetwork.weight_masks import MATRICES, weight_sites
+
+Suppression = Literal["uniform", "unlikely"]
+SUPPRESSIONS: tuple[Suppression, ...] = ("uniform", "unlikely")
+SparsityMode = Literal["per_unit", "mean"]
+SPARSITY_MODES: tuple[SparsityMode, ...] = ("per_unit", "mean")
+LRSchedule = Literal["cosine", "constant"]
+LR_SCHEDULES: tuple[LRSchedule, ...] = ("cosine", "constant")
+
+
+@dataclass
+class SubnetworkConfig:
+    """Everything that decides a subnetwork run (saved as config.json beside the result)."""
+
+    # what is masked -------------------------------------------------------------------------------
+    target: str = "isa:animal"
+    """TargetKG: a relation and tail (``isa:animal``) whose known facts the remaining model must lose."""
+    granularity: Granularity = "neuron"
+    """``neuron`` (activations at ``neuron_kinds`` sites) or ``weight`` (every weight of ``matrices``)."""
+    layers: tuple[int, ...] | None = None
+    """Layers to mask; ``None``: the top half of the model."""
+    matrices: tuple[str, ...] = MATRICES
+    """Weight matrices masked at weight granularity (attention q/k/v/o, MLP gate/in/out)."""
+    neuron_kinds: tuple[str, ...] = ("mlp",)
+    """Neuron sites masked at neuron granularity (``mlp.hook_post``, ``attn.hook_v``)."""
+
+    # optimisation ---------------------------------------------------------------------------------
+    steps: int = 200
+    """Optimisation steps."""
+    lr: float = 0.1
+    """Peak Adam learning rate on the scores."""
+    lr_schedule: LRSchedule = "cosine"
+    """After warm-up: ``cosine`` decay to 0 at the last step (the mask settles), or ``constant``."""
+    warmup: float = 0.05
+    """Fraction of steps with a linear learning-rate warm-up."""
+    init_p: float = 0.03
+    """Initial probability of each unit being in the subnetwork (scores start at logit(init_p)): far
+    below the 0.5 threshold, so the remaining model starts as the original model."""
+    temperature: float = 1.0
+    """Gumbel-sigmoid temperature: how sharp the soft sample whose gradient the scores get is."""
+    noise_start: float = 1.0
+    """Scale of the logistic noise in each training sample at the start (1: a unit is sampled into the
+    subnetwork with probability sigmoid(score))..."""
+    noise_end: float = 0.0
+    """...falling linearly to this over the first ``noise_decay`` of the steps. At 0 the training mask
+    is the evaluation mask (scores > 0), so what is trained is what is evaluated."""
+    noise_decay: float = 0.5
+    """Fraction of steps over which the noise falls from ``noise_start`` to ``noise_end``."""
+
+    # loss -----------------------------------------------------------------------------------------
+    suppression: Suppression = "unlikely"
+    """TargetKG term: ``unlikely``, -log(1 - p(first tail token)), pushes only the tail down;
+    ``uniform``, KL(uniform || p), flattens the whole next-token distribution (the paper's)."""
+    suppress_rank: int | None = 20
+    """A fact is pushed only while its first tail token ranks at most this (a hinge: a suppressed fact
+    recruits no more units); ``None``: always (the paper's)."""
+    suppression_weight: float = 1.0
+    """Weight of the TargetKG term."""
+    control_kg_weight: float = 1.0
+    """Weight of KL(original || remaining) on ControlKG tails."""
+    control_lm_weight: float = 1.0
+    """Weight of KL(original || remaining) on ControlLM windows (top-k, see objective.py)."""
+    sparsity: SparsityMode = "per_unit"
+    """``per_unit``: the penalty is ``weight * sum(sigmoid(scores))``, so each unit feels the same pull
+    whatever the number of units; ``mean``: ``weight * mean(sigmoid(scores))`` (the paper's), a pull
+    of weight / n_units per unit."""
+    sparsity_start: float = 2e-3
+    """Sparsity weight over the first half of training..."""
+    sparsity_end: float = 4e-3
+    """...rising linearly to this at the last step."""
+
+    # data -----------------------------------------------------------------------------------------
+    isa_depth: int = 3
+    """IsA links up to this many hypernym steps (3 gives ``(dog, IsA, animal)``)."""
+    n_candidates: int = 400
+    """Facts of the target family scored for "known" (seeded sample)."""
+    control_candidates: int = 1500
+    """Facts from elsewhere scored for ControlKG; about one in five is known to SmolLM2."""
+    n_target: int | None = 20
+    """At most this many known target facts (seeded sample); ``None``: all."""
+    min_target: int = 5
+    """Refuse a target with fewer known facts."""
+    n_control: int = 100
+    """ControlKG facts the maintenance loss trains on."""
+    n_control_val: int = 40
+    """Further known control facts for the validation rule only."""
+    n_control_new: int = 100
+    """Further known control facts never seen in training or validation: the honest maintenance figure."""
+    control_batch: int = 32
+    """ControlKG facts per step."""
+    lm_corpus: str = "prose"
+    """ControlLM corpus (circuitcut.data.corpora)."""
+    window: int = 128
+    """ControlLM window length in tokens."""
+    lm_pool_tokens: int = 8192
+    """Training ControlLM pool (its original top-k log-probs are cached)."""
+    lm_batch: int = 4
+    """ControlLM windows per step."""
+    lm_top_k: int = 64
+    """Original log-probs kept per ControlLM position."""
+    val_lm_tokens: int = 2048
+    """ControlLM tokens for the validation rule (training split, after the training pool)."""
+    eval_lm_tokens: int = 8192
+    """ControlLM tokens (evaluation split) for the reported perplexity."""
+    known_top_k: int = 10
+    """A fact is *known* when its first tail token is in the original model's top k."""
+
+    # choosing the final mask ----------------------------------------------------------------------
+    validate_every: int = 25
+    """Steps between validations of the evaluation mask; the final mask is one of these."""
+    max_target_top10: float = 10.0
+    """Rule: at most this percent of validation target rows (training facts on their other training
+    template) may keep the tail in the top 10..."""
+    max_control_dppl: float = 10.0
+    """...validation ControlKG whole-tail dPPL at most this percent..."""
+    max_lm_dppl: float = 5.0
+    """...and validation ControlLM dPPL at most this percent. The sparsest validated mask that keeps
+    all three wins; if none does, the one that breaks them least (see selection.py)."""
+
+    # bookkeeping ----------------------------------------------------------------------------------
+    random_seeds: int = 3
+    """Random masks of the same size per site for the baseline."""
+    seed: int = 0
+    """Seeds the Gumbel noise and the batches (and, unless ``data_seed`` is set, the data)."""
+    data_seed: int | None = None
+    """Seeds which facts are sampled and the ControlLM windows; ``None``: ``seed``. Fix it to learn masks
+    for the same facts under other seeds (how much of a subnetwork is seed noise)."""
+    checkpoint_every: int = 50
+    """Steps between atomic checkpoints (resumable) when the run has a folder."""
+    log_every: int = 10
+    """Steps between history records."""
+
+    def __post_init__(self) -> None:
+        _choice("granularity", self.granularity, GRANULARITIES)
+        _choice("suppression", self.suppression, SUPPRESSIONS)
+        _choice("sparsity", self.sparsity, SPARSITY_MODES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.layers is not None:
+            self.layers = tuple(int(layer) for layer in self.layers)
+            if not self.layers:
+                raise ValueError("layers is empty: give at least one layer, or None for the top half.")
+        self.matrices = tuple(self.matrices)
+        unknown = [m for m in self.matrices if m not in MATRICES]
+        if unknown or not self.matrices:
+            raise ValueError(f"matrices must be a non-empty subset of {', '.join(MATRICES)}, got {list(self.matrices)}.")
+        self.neuron_kinds = check_kinds(self.neuron_kinds)
+        positive = ("steps", "lr", "temperature", "n_control", "n_control_val", "n_control_new", "control_batch",
+                    "window", "lm_pool_tokens", "lm_batch", "lm_top_k", "val_lm_tokens", "eval_lm_tokens",
+                    "known_top_k", "validate_every", "checkpoint_every", "log_every", "isa_depth", "n_candidates",
+                    "control_candidates", "min_target")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        nonnegative = ("suppression_weight", "control_kg_weight", "control_lm_weight", "sparsity_start",
+                       "sparsity_end", "random_seeds", "noise_start", "noise_end", "max_target_top10",
+                       "max_control_dppl", "max_lm_dppl")
+        for name in nonnegative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.suppress_rank is not None and self.suppress_rank < 1:
+            raise ValueError(f"suppress_rank must be >= 1 (or None: always push), got {self.suppress_rank}.")
+        if self.n_target is not None and self.n_target < self.min_target:
+            raise ValueError(f"n_target ({self.n_target}) is below min_target ({self.min_target}).")
+        for name in ("warmup", "noise_decay"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a fraction of steps in [0, 1], got {getattr(self, name)}.")
+        if not 0 < self.init_p < 1:
+            raise ValueError(f"init_p is a probability in (0, 1), got {self.init_p}.")
+        if self.lm_pool_tokens < self.window * self.lm_batch:
+            raise ValueError(f"lm_pool_tokens ({self.lm_pool_tokens}) holds fewer than lm_batch ({self.lm_batch}) windows of {self.window}.")
+
+    @property
+    def sample_seed(self) -> int:
+        """The seed that picks the facts and ControlLM windows."""
+        return self.seed if self.data_seed is None else self.data_seed
+
+    def kg_key(self) -> dict:
+        """The settings that decide the KG facts (scoring them is the slow part of building data)."""
+        names = ("target", "isa_depth", "n_candidates", "control_candidates", "n_target", "min_target", "n_control",
+                 "n_control_val", "n_control_new", "known_top_k")
+        return {**{n: getattr(self, n) for n in names}, "sample_seed": self.sample_seed}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SubnetworkConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown subnetwork config fields: {sorted(unknown)}.")
+        return cls(**data)
+
+    def differences(self, other: SubnetworkConfig) -> dict[str, tuple]:
+        """Field -> (this value, other value) wherever the two configs differ."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {k: (v, theirs[k]) for k, v in mine.items() if theirs[k] != v}
+
+    def resolved_layers(self, shape: ModelShape) -> tuple[int, ...]:
+        layers = self.layers if self.layers is not None else tuple(range(shape.n_layers // 2, shape.n_layers))
+        bad = [layer for layer in layers if not 0 <= layer < shape.n_layers]
+        if bad:
+            raise ValueError(f"Layers {bad} do not exist: {shape.name} has layers 0-{shape.n_layers - 1}.")
+        return layers
+
+    def sites(self, model: TransformerBridge) -> dict[str, tuple[int, ...]]:
+        """Name and shape of every mask site this config masks on this model."""
+        shape = ModelShape.of(model)
+        layers = list(self.resolved_layers(shape))
+        if self.granularity == "weight":
+            return weight_sites(model, layers, self.matrices)
+        return neuron_sites(shape, layers, self.neuron_kinds)
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "paper": dict(neuron_kinds=("mlp", "attn_v"), steps=500, lr=0.2, lr_schedule="constant", warmup=0.1, init_p=0.45,
+                  noise_end=1.0, suppression="uniform", suppress_rank=None, suppression_weight=1.5, sparsity="mean",
+                  sparsity_start=2.0, sparsity_end=3.0),
+}
+"""Named settings on top of the defaults. ``paper``: the values of the paper's released code, as circuitcut
+used them before its own defaults (a mean sparsity term, init just below the threshold, constant lr
+0.2, suppression to uniform that never stops)."""
+
+
+def preset(name: str, **overrides) -> SubnetworkConfig:
+    """A config from a named preset, with fields overridden: ``preset("paper", target="isa:food")``."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset '{name}': choose from {', '.join(PRESETS)}.")
+    return SubnetworkConfig(**{**PRESETS[name], **overrides})
+
+
+def saved_config(folder: str | Path) -> SubnetworkConfig | None:
+    """The config a run folder was started with; ``None`` when it holds none."""
+    path = Path(folder) / "config.json"
+    return SubnetworkConfig.from_dict(read_json(path)) if path.exists() else None
+
+
+def check_same_config(saved: SubnetworkConfig | None, asked: SubnetworkConfig, where: str | Path) -> None:
+    """Refuse to continue a run (``where``: its folder or checkpoint) saved with another config,
+    naming each setting that differs."""
+    if saved is not None and saved != asked:
+        differ = "; ".join(f"{k}: saved {a!r}, asked {b!r}" for k, (a, b) in saved.differences(asked).items())
+        raise ValueError(f"{where} holds a run with another config ({differ}); use another output folder "
+                         "or the same settings.")
+
+
+def _choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got '{value}'.")

@@ -1,0 +1,125 @@
+"""One call finds a subnetwork: data, training, the selection rule's mask, evaluation, a run folder.
+
+A run folder holds ``config.json``, ``facts.json``, ``kg.pt`` (the scored facts, reused by runs
+with the same KG settings), ``checkpoint.pt`` while training, and at the end ``mask.safetensors``
+and ``metrics.json`` (written last: a folder with it holds a finished run).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+
+from circuitcut.runs import atomic_path, read_json, write_json
+from circuitcut.sites import ModelShape
+from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config, saved_config
+from circuitcut.subnetwork.data import SubnetworkData, build_data, build_kg
+from circuitcut.subnetwork.evaluation import evaluate_subnetwork
+from circuitcut.subnetwork.mask import SubnetworkMask
+from circuitcut.subnetwork.trainer import SubnetworkTrainer
+
+CHECKPOINT = "checkpoint.pt"
+KG_DATA = "kg.pt"
+
+
+@dataclass
+class SubnetworkResult:
+    """A found subnetwork: its mask, config, training history and evaluation (``metrics``)."""
+
+    config: SubnetworkConfig
+    mask: SubnetworkMask
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write config.json, mask.safetensors and metrics.json (history included), each atomically."""
+        folder = Path(folder)
+        write_json(folder / "config.json", self.config.to_dict())
+        self.mask.save(folder / "mask.safetensors", {"target": self.config.target})
+        write_json(folder / "metrics.json", {**self.metrics, "history": self.history})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, model: TransformerBridge | None = None) -> SubnetworkResult:
+        """Read a saved result; with ``model``, refuse it unless the mask was found on that model."""
+        folder = Path(folder)
+        if not (folder / "mask.safetensors").exists():
+            raise FileNotFoundError(f"{folder} holds no subnetwork result (mask.safetensors is missing).")
+        metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
+        history = metrics.pop("history", [])
+        return cls(saved_config(folder), SubnetworkMask.load(folder / "mask.safetensors", model), history, metrics)
+
+
+def find_subnetwork(
+    model: TransformerBridge,
+    config: SubnetworkConfig | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    data: SubnetworkData | None = None,
+) -> SubnetworkResult:
+    """Find, evaluate (against random masks) and save a knowledge-critical subnetwork: one call does all.
+
+    With ``out_dir`` the run checkpoints there and, started again with the same config, resumes; a
+    finished run with the same config (and no ``data`` override) is loaded, not evaluated again.
+    ``data`` overrides the data built from ``config.target`` (custom facts or windows).
+
+    Example:
+        >>> result = find_subnetwork(model, SubnetworkConfig(target="isa:animal"), "runs/animal")
+        >>> result.metrics["change"]["target"]["dppl"], result.mask.sparsity()
+        >>> with result.mask.removed(model):
+        ...     model.generate("A dog is a kind of")
+    """
+    config = config or SubnetworkConfig()
+    started = time.perf_counter()
+    folder = Path(out_dir) if out_dir is not None else None
+    if folder is not None:
+        check_same_config(saved_config(folder), config, folder)
+        if data is None and (folder / "metrics.json").exists():  # metrics.json is written last
+            return SubnetworkResult.load(folder, model)
+    if data is None:
+        data = _run_data(model, config, folder)
+    data.check()
+    prepared = time.perf_counter()
+    if folder is not None:
+        write_json(folder / "config.json", config.to_dict())
+        write_json(folder / "facts.json", data.facts)
+    trainer = SubnetworkTrainer(model, config, data, folder / CHECKPOINT if folder is not None else None)
+    trainer.train(progress=progress)
+    trained = time.perf_counter()
+    mask = SubnetworkMask(ModelShape.of(model), config.granularity, trainer.final_mask())
+    metrics = evaluate_subnetwork(model, mask, data, random_seeds=config.random_seeds)
+    metrics["target"] = config.target
+    metrics["selection"] = trainer.selector.summary()
+    metrics["n_facts"] = {name: len(batch) for name, batch in data.eval_kg.items()}
+    metrics["seconds"] = {
+        "data": prepared - started,
+        "train": trained - prepared,
+        "evaluate": time.perf_counter() - trained,
+        "per_step": (trained - prepared) / max(config.steps, 1),
+    }
+    result = SubnetworkResult(config, mask, trainer.history, metrics)
+    if folder is not None:
+        result.save(folder)
+    return result
+
+
+def _run_data(model: TransformerBridge, config: SubnetworkConfig, folder: Path | None) -> SubnetworkData:
+    """The run's data; the KG facts are reloaded from the folder when built with the same KG settings.
+
+    Scoring candidate facts takes minutes; training and ControlLM settings do not change them.
+    """
+    if folder is None:
+        return build_data(model, config)
+    path, key = folder / KG_DATA, config.kg_key()
+    saved = torch.load(path, weights_only=False) if path.exists() else None
+    if saved is not None and saved["key"] == key:
+        return build_data(model, config, saved["kg"])
+    parts = build_kg(model, config)
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "kg": parts}, tmp)
+    return build_data(model, config, parts)

@@ -1,0 +1,101 @@
+"""Choosing the final mask: validate the evaluation mask every few steps and keep the one a stated rule prefers.
+
+The rule (fields of :class:`~circuitcut.subnetwork.config.SubnetworkConfig`): the sparsest validated
+mask whose validation target rows keep the tail in the top 10 at most ``max_target_top10`` percent
+of the time, and whose validation ControlKG and ControlLM whole-tail dPPL stay within
+``max_control_dppl`` and ``max_lm_dppl``. If no mask keeps all three, the one that breaks them
+least (the sum of the excesses, in percentage points) wins, the sparser on a tie. Validation uses
+only validation data (:mod:`~circuitcut.subnetwork.data`), never what is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from jaxtyping import Bool
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from circuitcut.evaluate import evaluate_tokens
+from circuitcut.subnetwork.data import SubnetworkData
+from circuitcut.subnetwork.evaluation import kg_metrics
+
+
+@dataclass
+class Validation:
+    """The evaluation mask after ``step`` steps, on validation data."""
+
+    step: int
+    sparsity: float
+    target_top10: float
+    control_dppl: float
+    lm_dppl: float
+    excess: float
+    """Sum of the amounts by which the three figures break their bounds (0: the rule holds)."""
+
+    def better_than(self, other: Validation | None) -> bool:
+        if other is None:
+            return True
+        return (self.excess, -self.sparsity) < (other.excess, -other.sparsity)
+
+
+class Selector:
+    """Validates masks as training goes and holds the best one so far (part of a checkpoint)."""
+
+    def __init__(self, model: TransformerBridge, data: SubnetworkData, config):
+        self.model, self.data, self.config = model, data, config
+        self.records: list[Validation] = []
+        self.best: Validation | None = None
+        self.best_mask: dict[str, Bool[Tensor, "..."]] | None = None
+        self._original: dict | None = None
+
+    @torch.no_grad()
+    def _measure(self) -> dict:
+        """Validation figures of the model as it runs now (with whatever mask is set)."""
+        out = {"target_top10": kg_metrics(self.model, self.data.val_kg["target"])["top10"],
+               "control_ppl": kg_metrics(self.model, self.data.val_kg["control"])["ppl"]}
+        out["lm_ppl"] = evaluate_tokens(self.model, self.data.val_lm).perplexity
+        return out
+
+    def measure_original(self) -> None:
+        """The unmasked model's figures, the reference of every dPPL (call before any mask is set)."""
+        if self._original is None:
+            self._original = self._measure()
+
+    def validate(self, step: int, subnetwork: dict[str, Bool[Tensor, "..."]], masker) -> Validation:
+        """Measure the remaining model without ``subnetwork`` (set through ``masker``) and offer it to the rule."""
+        masker.set_keep({n: (~m).float() for n, m in subnetwork.items()})
+        now, orig = self._measure(), self._original
+        c = self.config
+        control = 100 * (now["control_ppl"] - orig["control_ppl"]) / orig["control_ppl"]
+        lm = 100 * (now["lm_ppl"] - orig["lm_ppl"]) / orig["lm_ppl"]
+        excess = (max(0.0, now["target_top10"] - c.max_target_top10) + max(0.0, control - c.max_control_dppl)
+                  + max(0.0, lm - c.max_lm_dppl))
+        n_in = sum(int(m.sum()) for m in subnetwork.values())
+        n_units = sum(m.numel() for m in subnetwork.values())
+        record = Validation(step, 100 * (1 - n_in / n_units), now["target_top10"], control, lm, excess)
+        self.records.append(record)
+        if record.better_than(self.best):
+            self.best, self.best_mask = record, {n: m.detach().cpu().clone() for n, m in subnetwork.items()}
+        return record
+
+    def summary(self) -> dict:
+        """What metrics.json says about the choice: the rule's bounds, every validation, the one chosen."""
+        c = self.config
+        return {
+            "rule": {"max_target_top10": c.max_target_top10, "max_control_dppl": c.max_control_dppl,
+                     "max_lm_dppl": c.max_lm_dppl},
+            "chosen_step": self.best.step if self.best else None,
+            "rule_met": bool(self.best and self.best.excess == 0),
+            "validations": [asdict(r) for r in self.records],
+        }
+
+    def state_dict(self) -> dict:
+        return {"records": [asdict(r) for r in self.records], "best": asdict(self.best) if self.best else None,
+                "best_mask": self.best_mask, "original": self._original}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.records = [Validation(**r) for r in state["records"]]
+        self.best = Validation(**state["best"]) if state["best"] else None
+        self.best_mask, self._original = state["best_mask"], state["original"]

@@ -1,0 +1,56 @@
+"""Mask scores: the straight-through sample, its noise scale, and the sparsity penalty per unit."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from circuitcut.subnetwork.parametrize import MaskScores, gumbel_sigmoid, logit
+
+
+def test_straight_through_mask_is_hard_and_passes_gradient():
+    scores = torch.full((1000,), logit(0.45), requires_grad=True)
+    m = gumbel_sigmoid(scores, generator=torch.Generator().manual_seed(0))
+    assert set(m.unique().tolist()) <= {0.0, 1.0}
+    assert 0.35 < m.mean().item() < 0.55  # P(m = 1) = sigmoid(score) = 0.45 at noise 1
+    (m * torch.arange(1.0, 1001.0)).sum().backward()
+    assert scores.grad is not None and (scores.grad != 0).all()
+
+    module = MaskScores({"a": (3, 4), "b": (5,)}, init_p=0.45)
+    assert torch.allclose(module.scores[0], torch.full((3, 4), math.log(0.45 / 0.55)))
+    with torch.no_grad():
+        module.scores[1].copy_(torch.tensor([-2.0, 2.0, -0.1, 0.1, 3.0]))
+    hard = module.hard()  # deterministic: the same every call, threshold sigmoid > 0.5
+    assert hard["b"].tolist() == [False, True, False, True, True] and not hard["a"].any()
+    assert module.hard()["b"].equal(hard["b"])
+
+
+def test_noise_scale_moves_the_training_mask_to_the_evaluation_mask():
+    scores = torch.linspace(-3, 3, 2001)
+    gen = torch.Generator().manual_seed(0)
+    # at noise 0 the sample is the evaluation mask whatever the temperature
+    for temperature in (0.5, 1.0, 2.0):
+        sample = gumbel_sigmoid(scores, temperature=temperature, noise=0.0, generator=gen)
+        assert torch.equal(sample.bool(), scores > 0)
+    # at noise 1 a unit is in the sample with probability sigmoid(score); smaller noise sharpens it
+    many = torch.full((20000,), logit(0.1))
+    assert abs(gumbel_sigmoid(many, noise=1.0, generator=gen).mean().item() - 0.1) < 0.01
+    assert abs(gumbel_sigmoid(many, noise=0.5, generator=gen).mean().item() - torch.sigmoid(many[0] / 0.5).item()) < 0.01
+
+
+def test_per_unit_penalty_pulls_each_unit_the_same_whatever_the_number_of_units():
+    grads = {}
+    for n in (100, 100_000):
+        for mode in ("per_unit", "mean"):
+            module = MaskScores({"a": (n,)}, init_p=0.2)
+            module.penalty(mode).backward()
+            grads[n, mode] = module.scores[0].grad[0].item()
+    expected = 0.2 * 0.8  # d sigmoid(s) / ds at sigmoid(s) = 0.2
+    assert grads[100, "per_unit"] == grads[100_000, "per_unit"]
+    assert math.isclose(grads[100, "per_unit"], expected, rel_tol=1e-5)
+    assert math.isclose(grads[100, "mean"], expected / 100, rel_tol=1e-5)
+    assert math.isclose(grads[100_000, "mean"], expected / 100_000, rel_tol=1e-5)
+    module = MaskScores({"a": (3, 4), "b": (5,)}, init_p=0.3)
+    assert math.isclose(module.penalty("per_unit").item(), 17 * 0.3, rel_tol=1e-5)
+    assert math.isclose(module.penalty("mean").item(), 0.3, rel_tol=1e-5)

@@ -1,0 +1,116 @@
+"""find_subnetwork end to end (tiny model): folder, metrics, reload, data roles, refusals; a short SmolLM2 run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitcut.data import kg
+from circuitcut.data.kg import KnownTriplet, Triplet
+from circuitcut.masks import MaskMismatchError
+from circuitcut.sites import ModelShape
+from circuitcut.subnetwork import (
+    SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, build_data, find_subnetwork, format_report,
+)
+from circuitcut.subnetwork.data import _other_templates, _split
+from subnetwork_helpers import CONTROL, TARGET, isa_batch, tiny_config, tiny_data
+
+
+def test_find_subnetwork_saves_and_loads(tiny_model, tmp_path):
+    config = tiny_config(random_seeds=2)
+    result = find_subnetwork(tiny_model, config, tmp_path / "run", progress=False, data=tiny_data(tiny_model))
+    for name in ("config.json", "mask.safetensors", "metrics.json", "checkpoint.pt"):
+        assert (tmp_path / "run" / name).exists()
+    m = result.metrics
+    assert set(m["change"]) == {"target", "target_paraphrase", "control", "lm"}
+    assert all("dppl" in c for c in m["change"].values()) and "dppl_first" in m["change"]["target"]
+    assert len(m["random"]["per_seed"]) == 2 and "std" in m["random"]["change"]["target"]["dppl"]
+    crit = m["criticality"]["target"]
+    assert crit["excess"] == pytest.approx(m["change"]["target"]["dppl"] - m["random"]["change"]["target"]["dppl"]["mean"])
+    assert m["sparsity"] == pytest.approx(result.mask.sparsity())
+    assert m["selection"]["chosen_step"] in (2, 4) and len(m["selection"]["validations"]) == 2
+    report = format_report(m)
+    assert "target_paraphrase" in report and "validation rule" in report
+
+    loaded = SubnetworkResult.load(tmp_path / "run", tiny_model)
+    assert loaded.config == config and loaded.history == result.history
+    assert all(torch.equal(loaded.mask.subnetwork[n], v) for n, v in result.mask.subnetwork.items())
+    assert loaded.metrics["change"] == m["change"]
+    # without a data override a finished folder is loaded: no facts are built or scored again
+    assert find_subnetwork(tiny_model, config, tmp_path / "run", progress=False).metrics == loaded.metrics
+
+    # started again on a finished run folder: resumes at the last step, trains nothing, same result
+    again = find_subnetwork(tiny_model, config, tmp_path / "run", progress=False, data=tiny_data(tiny_model))
+    assert again.history == result.history and all(torch.equal(again.mask.subnetwork[n], v) for n, v in result.mask.subnetwork.items())
+    with pytest.raises(ValueError, match=r"another config \(steps: saved 4, asked 5\)"):
+        find_subnetwork(tiny_model, tiny_config(steps=5), tmp_path / "run", progress=False, data=tiny_data(tiny_model))
+
+
+def _known(pairs, template="isa_kind"):
+    return [KnownTriplet(Triplet(h, "IsA", t), template, 1, -0.1, -0.1, True) for h, t in pairs]
+
+
+def test_data_roles_never_share_a_fact_or_a_template(tiny_model):
+    """Validation sees the target facts only on templates they are not trained on, and control facts of its own."""
+    target = kg.TargetKG("t", _known(TARGET[:2], "isa_kind") + _known(TARGET[2:], "isa_article"))
+    other = _other_templates(target, tiny_model.tokenizer)
+    chosen = {t.triplet.head: t.template for t in target}
+    assert len(other) == 4 and all(chosen[target.items[int(i)].triplet.head] != name
+                                   for i, name in zip(other.item_index, other.templates))
+
+    pool = kg.ControlKG("c", _known(CONTROL))
+    val, new, train = _split(pool, (2, 3, 10))
+    assert [len(val), len(new), len(train)] == [2, 3, 1]
+    assert not ({*val.triplets} & {*new.triplets} or {*new.triplets} & {*train.triplets} or {*val.triplets} & {*train.triplets})
+
+
+def test_data_seed_keeps_the_data_across_mask_seeds(tiny_model):
+    """Two mask seeds on one ``data_seed`` see the same facts and text; without it the seed picks both."""
+    same_data = [tiny_config(seed=s, data_seed=0) for s in (0, 1)]
+    assert [c.sample_seed for c in same_data] == [0, 0] and tiny_config(seed=1).sample_seed == 1
+    assert same_data[0].kg_key() == same_data[1].kg_key() != tiny_config(seed=1).kg_key()  # one cached fact set
+    data = tiny_data(tiny_model)
+    kg_parts = {n: getattr(data, n) for n in ("target", "control", "eval_kg", "val_kg", "facts")}
+    built = [build_data(tiny_model, c, kg_parts) for c in (*same_data, tiny_config(seed=1))]
+    assert torch.equal(built[0].lm, built[1].lm) and not torch.equal(built[0].lm, built[2].lm)
+    assert built[0].val_lm.shape[0] == 2048 // 16 and not (set(map(tuple, built[0].val_lm.tolist())) & set(map(tuple, built[0].lm.tolist())))
+    assert SubnetworkConfig.from_dict(same_data[1].to_dict()) == same_data[1]
+
+
+def test_mask_for_another_model_is_refused(tiny_model, smollm2, tmp_path):
+    mask = SubnetworkMask(ModelShape.of(tiny_model), "neuron", {"blocks.1.mlp.hook_post": torch.zeros(96, dtype=torch.bool)})
+    mask.save(tmp_path / "mask.safetensors")
+    with pytest.raises(MaskMismatchError, match="found on"):
+        SubnetworkMask.load(tmp_path / "mask.safetensors", smollm2)
+    with pytest.raises(MaskMismatchError, match="found on"):
+        mask.removed(smollm2)
+    assert SubnetworkMask.load(tmp_path / "mask.safetensors", tiny_model).n_subnetwork() == 0
+
+
+def test_bad_target_is_refused(tiny_model):
+    with pytest.raises(kg.KGError):
+        find_subnetwork(tiny_model, SubnetworkConfig(target="isa:"), progress=False)
+
+
+@pytest.mark.real
+def test_short_run_on_smollm2(smollm2, tmp_path):
+    from torch.nn.utils import parametrize
+
+    from circuitcut.data.corpora import corpus_windows
+
+    target = isa_batch(smollm2, TARGET)
+    control = isa_batch(smollm2, CONTROL)
+    lm = corpus_windows("prose", smollm2.tokenizer, n_tokens=256, window=32, split="stats")
+    data = SubnetworkData(target, control, lm, eval_kg={"target": target, "control": control},
+                          eval_lm=corpus_windows("prose", smollm2.tokenizer, n_tokens=64, window=32, split="eval"),
+                          val_kg={"target": isa_batch(smollm2, TARGET, "isa_article"), "control": control}, val_lm=lm[:2])
+    config = SubnetworkConfig(steps=3, layers=(28, 29), neuron_kinds=("mlp",), window=32, lm_pool_tokens=256,
+                              lm_batch=2, control_batch=4, random_seeds=1, log_every=1, validate_every=3)
+    before = {n: p.detach().clone() for n, p in smollm2.named_parameters() if "blocks.29" in n}
+    result = find_subnetwork(smollm2, config, tmp_path / "run", progress=False, data=data)
+    assert [r["step"] for r in result.history] == [0, 1, 2]
+    assert result.mask.n_units() == 2 * 1536
+    assert result.metrics["original"]["target"]["top10"] > 50  # the model knows these facts
+    assert {"target", "control", "lm"} == set(result.metrics["random"]["change"])
+    assert all(torch.equal(p, before[n]) for n, p in smollm2.named_parameters() if n in before)
+    assert not any(parametrize.is_parametrized(m) for m in smollm2.modules())

@@ -1,0 +1,56 @@
+"""The rule that picks the final mask: the sparsest validated mask that keeps the bounds, else the least violation."""
+
+from __future__ import annotations
+
+import torch
+
+from circuitcut.subnetwork.selection import Selector
+from subnetwork_helpers import tiny_config
+
+
+class Masker:
+    def set_keep(self, keep):
+        self.keep = keep
+
+
+def scripted(measurements):
+    """A selector whose validation figures are given (original first), not measured."""
+    selector = Selector(model=None, data=None, config=tiny_config(max_target_top10=10, max_control_dppl=10, max_lm_dppl=5))
+    queue = iter(measurements)
+    selector._measure = lambda: next(queue)
+    selector.measure_original()
+    return selector
+
+
+def mask(n_in: int, n: int = 100) -> dict:
+    m = torch.zeros(n, dtype=torch.bool)
+    m[:n_in] = True
+    return {"site": m}
+
+
+def test_sparsest_mask_within_bounds_wins_not_the_last():
+    original = {"target_top10": 100.0, "control_ppl": 10.0, "lm_ppl": 20.0}
+    steps = [  # (subnetwork size, target top-10, control ppl, lm ppl)
+        (30, 50.0, 10.5, 20.5),  # target not suppressed
+        (20, 5.0, 10.8, 20.6),  # within bounds
+        (10, 0.0, 10.9, 20.9),  # within bounds and sparser: the choice
+        (5, 20.0, 10.1, 20.1),  # sparsest, but the target came back
+        (8, 0.0, 12.0, 20.2),  # control +20 %: out
+    ]
+    selector = scripted([original] + [dict(target_top10=t, control_ppl=c, lm_ppl=lm) for _, t, c, lm in steps])
+    for i, (n_in, *_rest) in enumerate(steps):
+        selector.validate(10 * (i + 1), mask(n_in), Masker())
+    summary = selector.summary()
+    assert summary["chosen_step"] == 30 and summary["rule_met"]
+    assert selector.best_mask["site"].sum() == 10 and selector.best.sparsity == 90
+    assert [round(v["control_dppl"], 6) for v in summary["validations"]][:3] == [5.0, 8.0, 9.0]
+
+
+def test_without_a_mask_in_bounds_the_least_violation_wins():
+    original = {"target_top10": 100.0, "control_ppl": 10.0, "lm_ppl": 20.0}
+    selector = scripted([original, dict(target_top10=40.0, control_ppl=10.0, lm_ppl=20.0),
+                         dict(target_top10=20.0, control_ppl=10.5, lm_ppl=20.0),
+                         dict(target_top10=20.0, control_ppl=12.0, lm_ppl=22.0)])
+    for step, n_in in ((1, 10), (2, 20), (3, 30)):
+        selector.validate(step, mask(n_in), Masker())
+    assert selector.best.step == 2 and selector.best.excess == 10.0 and not selector.summary()["rule_met"]
