@@ -2,8 +2,8 @@
 
     python benchmarks/bench_mask_training.py [--rounds 3]
 
-The step is the subnetwork trainer's own (``circuitcut.subnetwork.trainer._step``) with its default
-config (neuron masks on ``mlp.hook_post`` and ``attn.hook_v`` of the top half of the layers,
+The step is the subnetwork trainer's own (``SubnetworkTrainer._train_step``) with its default
+config (neuron masks on ``mlp.hook_post`` of the top half of the layers,
 Gumbel-sigmoid straight-through, three loss terms each with its own forward+backward: TargetKG
 prompts, a ControlKG batch, ControlLM windows; Adam on the scores). To time the step alone, the
 facts are synthetic (prose tokens cut into 12-token prompts, the sizes of the defaults: 20 target
@@ -20,25 +20,26 @@ Baselines, on the same three batches, without masks:
 from __future__ import annotations
 
 import argparse
-from types import SimpleNamespace
 
 import torch
 from _common import emit, interleaved, machine, prose_windows, ratio, summary
 
 import circuitcut
+from circuitcut.data.kg import KGBatch, collate
 from circuitcut.sites import ModelShape
+from circuitcut.subnetwork import SubnetworkConfig, SubnetworkData, SubnetworkTrainer
 from circuitcut.subnetwork.mask import remover
 from circuitcut.subnetwork.objective import reference
-from circuitcut.subnetwork.parametrize import MaskScores
-from circuitcut.subnetwork.trainer import SubnetworkConfig, _step
 
 
-def _facts(windows: torch.Tensor, n: int, seed: int) -> SimpleNamespace:
+def _facts(windows: torch.Tensor, n: int, seed: int) -> KGBatch:
+    """``n`` prompts of 6-10 prose tokens, each followed by its next token as the tail."""
     g = torch.Generator().manual_seed(seed)
     flat = windows.flatten()
     flat = flat[: flat.numel() // 12 * 12].reshape(-1, 12)
-    tokens = flat[torch.randperm(len(flat), generator=g)[:n]]
-    return SimpleNamespace(tokens=tokens, predict_pos=torch.randint(6, 11, (n,), generator=g))
+    rows = flat[torch.randperm(len(flat), generator=g)[:n]]
+    cuts = torch.randint(6, 11, (n,), generator=g).tolist()
+    return collate([(row[:c].tolist(), row[c : c + 1].tolist()) for row, c in zip(rows, cuts)])
 
 
 def main() -> None:
@@ -52,24 +53,22 @@ def main() -> None:
     model = circuitcut.load_model("smollm2", device="cpu")
     config = SubnetworkConfig()
     windows = prose_windows(model.tokenizer, 8 + config.lm_batch)
-    data = SimpleNamespace(
+    data = SubnetworkData(
         target=_facts(windows[:4], 20, 0),
         control=_facts(windows[4:8], config.control_batch, 1),  # one batch: the step takes all of it
         lm=windows[8:],  # lm_batch windows: the step takes all of them
     )
-    ref = reference(model, data.control.tokens, data.control.predict_pos, data.lm, top_k=config.lm_top_k)
-    scores = MaskScores(config.sites(model), config.init_p)
-    optimizer = torch.optim.Adam(scores.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(0)
+    ref = reference(model, data.control, data.lm, top_k=config.lm_top_k)
+    trainer = SubnetworkTrainer(model, config, data)
     params = list(model.parameters())
     batches = [data.target.tokens, data.control.tokens, data.lm]
 
     def mask_step():
         for p in params:
             p.requires_grad_(False)
-        keep = {name: torch.ones_like(s) for name, s in scores.items()}
+        keep = {name: torch.ones_like(s) for name, s in trainer.scores.items()}
         with remover(model, "neuron", keep) as masker:
-            _step(model, config, data, ref, scores, optimizer, generator, masker, 0)
+            trainer._train_step(0, ref, masker)
 
     def plain_fwd_bwd():
         for p in params:
@@ -96,7 +95,7 @@ def main() -> None:
         "machine": machine(),
         "model": "smollm2 (SmolLM2-135M-Instruct, float32)",
         "mask": f"neuron, kinds {list(config.neuron_kinds)}, layers {list(config.resolved_layers(ModelShape.of(model)))}",
-        "mask_units": scores.n_units(),
+        "mask_units": trainer.scores.n_units(),
         "batches": {"target": list(data.target.tokens.shape), "control": list(data.control.tokens.shape),
                     "lm": list(data.lm.shape)},
         "rounds": args.rounds,

@@ -7,7 +7,6 @@ import contextlib
 import io
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -91,19 +90,24 @@ def cmd_demo(args) -> None:
     print(f"run folder with plots (*.html): {args.out} ({time.perf_counter() - start:.0f} s)")
 
 
-def cmd_subnet(args) -> None:
-    from circuitcut.subnetwork import SubnetworkConfig, find_subnetwork
+def _subnetwork_config(args):
+    """The run's config (a preset with the flags given laid over it), its target checked before the model loads."""
+    from circuitcut.config_args import config_overrides
+    from circuitcut.data import kg
+    from circuitcut.subnetwork import SubnetworkConfig, preset
 
-    config = SubnetworkConfig(target=args.target, granularity=args.granularity, steps=args.steps, seed=args.seed,
-                              data_seed=args.data_seed)
+    config = preset(args.preset, **config_overrides(args, SubnetworkConfig))
+    kg.parse_spec(config.target)
+    return config
+
+
+def cmd_subnet(args) -> None:
+    from circuitcut.subnetwork import find_subnetwork, format_report
+
+    config = _subnetwork_config(args)
     model = _load(args)
     result = find_subnetwork(model, config, args.out)
-    metrics = result.metrics
-    print(f"sparsity {metrics['sparsity']:.2f}% (maskable units not in the subnetwork)")
-    print(f"{'dataset':12s} {'dPPL remaining':>15s} {'dPPL random mask (mean, sd)':>30s}")
-    for name, change in metrics["change"].items():
-        rand = metrics["random"]["change"].get(name, {}).get("dppl", {"mean": float("nan"), "std": float("nan")})
-        print(f"{name:12s} {change.get('dppl', float('nan')):+14.1f}% {rand['mean']:+20.1f}% ({rand['std']:.1f})")
+    print(format_report(result.metrics))
     print(f"wrote {args.out}/metrics.json, mask.safetensors, config.json")
 
 
@@ -162,13 +166,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("subnet", help="find a knowledge-critical subnetwork for a knowledge-graph target")
     _model_args(p)
-    p.add_argument("--target", default="isa:animal", help="relation:tail, e.g. isa:animal, isa:building")
-    p.add_argument("--granularity", default="neuron", choices=["neuron", "weight"])
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-seed", type=int, help="seed of the facts and text sampled (default: --seed); fix it "
-                   "to compare mask seeds on the same facts")
+    from circuitcut.config_args import add_config_args
+    from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig
+
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="named settings the flags below override (paper: the paper's released code)")
     p.add_argument("--out", default="runs/subnet", help="run folder (a run started again resumes)")
+    add_config_args(p, SubnetworkConfig)
     p.set_defaults(func=cmd_subnet)
 
     p = sub.add_parser("figures", help="regenerate the figures from real runs on the embedded model")

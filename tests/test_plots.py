@@ -7,7 +7,7 @@ import torch
 from circuitcut.masks import NeuronMask
 from circuitcut.plots import (
     drop_curves, importance_heatmap, importance_scatter, jaccard_matrix, neuron_contexts, neurons_per_layer,
-    overlap_counts, overlap_per_layer, pruning_curves, save_figure, subnetwork_anatomy, subnetwork_effect,
+    overlap_counts, overlap_per_layer, pruning_curves, save_figure, selection_curves, subnetwork_anatomy, subnetwork_effect,
     top_activating_contexts, training_curves,
 )
 from circuitcut.plots._common import as_units
@@ -185,28 +185,38 @@ def test_top_activating_contexts_on_the_tiny_model(tiny_model, tmp_path):
     assert paths[0].stat().st_size < 50_000 and "cdn.plot.ly" in paths[0].read_text()
 
 
-def _kg(ppl, top1):
-    return {"ppl": ppl, "ppl_tail": ppl, "top1": top1, "top5": top1, "top10": top1, "mean_rank": 1.0,
+def _kg(ppl, top10):
+    return {"ppl": ppl, "ppl_first": ppl, "top1": top10, "top5": top10, "top10": top10, "mean_rank": 1.0,
             "median_rank": 1.0, "n": 10}
 
 
-def test_subnetwork_effect_and_training_curves():
+def test_subnetwork_effect_training_and_selection_curves():
     metrics = {
         "target": "isa:animal", "sparsity": 90.0,
-        "original": {"target": _kg(2.0, 60.0), "control": _kg(4.0, 50.0), "lm": {"ppl": 10.0, "top1": 40.0}},
-        "remaining": {"target": _kg(200.0, 0.0), "control": _kg(5.0, 45.0), "lm": {"ppl": 12.0, "top1": 38.0}},
-        "random": {"per_seed": [{"target": _kg(2.2, 55.0), "control": _kg(5.0, 44.0), "lm": {"ppl": 13.0, "top1": 37.0}},
-                                {"target": _kg(1.8, 58.0), "control": _kg(6.0, 40.0), "lm": {"ppl": 11.0, "top1": 39.0}}]},
+        "original": {"target": _kg(2.0, 60.0), "control": _kg(4.0, 50.0), "lm": {"ppl": 10.0, "top10": 40.0}},
+        "remaining": {"target": _kg(200.0, 0.0), "control": _kg(5.0, 45.0), "lm": {"ppl": 12.0, "top10": 38.0}},
+        "random": {"per_seed": [{"target": _kg(2.2, 55.0), "control": _kg(5.0, 44.0), "lm": {"ppl": 13.0, "top10": 37.0}},
+                                {"target": _kg(1.8, 58.0), "control": _kg(6.0, 40.0), "lm": {"ppl": 11.0, "top10": 39.0}}]},
+        "selection": {"rule": {"max_target_top10": 10.0, "max_control_dppl": 10.0, "max_lm_dppl": 5.0},
+                      "chosen_step": 20, "rule_met": True,
+                      "validations": [{"step": 10, "sparsity": 95.0, "target_top10": 30.0, "control_dppl": 2.0, "lm_dppl": 1.0},
+                                      {"step": 20, "sparsity": 97.0, "target_top10": 5.0, "control_dppl": 4.0, "lm_dppl": 2.0}]},
     }
     fig = _titled(subnetwork_effect(metrics))
     learned, rand = fig.data[0], fig.data[1]
-    assert list(learned.x) == ["TargetKG", "ControlKG", "ControlLM<br>(text)"]
+    assert list(learned.x) == ["TargetKG", "ControlKG<br>(trained)", "ControlLM<br>(text)"]
     assert list(learned.y) == pytest.approx([100.0, 1.25, 1.2])
     assert list(learned.customdata) == pytest.approx([9900.0, 25.0, 20.0])  # dPPL in percent
     assert list(rand.y) == pytest.approx([1.0, 1.375, 1.2])
     assert list(rand.error_y.array) == pytest.approx([0.1, 0.125, 0.1])
     assert fig.layout.yaxis.type == "log" and "sparsity 90.00%" in fig.layout.title.text
-    history = [{"step": s, "suppression": 1 / (s + 1), "control_kg": 0.1, "density": 0.4, "loss": 1.0,
+    assert list(fig.data[-1].y) == pytest.approx([56.5, 42.0, 38.0])  # top-10 under random masks, mean of seeds
+    history = [{"step": s, "suppression": 1 / (s + 1), "control_kg": 0.1, "sparsity_loss": 0.4, "loss": 1.0,
                 "sparsity": 50 + s} for s in range(5)]
     fig = _titled(training_curves(history))
     assert list(next(t for t in fig.data if t.name == "sparsity").y) == [50, 51, 52, 53, 54]
+    assert {t.name for t in fig.data} >= {"suppression", "control_kg", "sparsity_loss", "loss"}
+    fig = _titled(selection_curves(metrics))
+    assert list(next(t for t in fig.data if t.name == "sparsity").y) == [95.0, 97.0]
+    assert list(next(t for t in fig.data if t.name == "target rows in the top 10").y) == [30.0, 5.0]
+    assert "step 20 (rule met)" in fig.layout.title.text

@@ -13,8 +13,9 @@ view                       shows
 ``jaccard_matrix``         pairwise overlap of several subnetworks
 ``overlap_per_layer``      per-layer overlap of pairs, against the random-set level
 ``overlap_counts``         only-A / both / only-B per layer (e.g. selective vs learned)
-``subnetwork_effect``      remaining-model perplexity and accuracy vs random masks
+``subnetwork_effect``      remaining-model perplexity and top-10 vs random masks
 ``training_curves``        subnetwork loss terms and sparsity per training step
+``selection_curves``       validation figures the rule that picks the final mask reads
 =========================  ===============================================================
 
 ``make_figures(out_dir, budget)`` regenerates the documentation figures from real runs.
@@ -26,14 +27,14 @@ from circuitcut.plots.neurons import (
 )
 from circuitcut.plots.pruning import drop_curves, pruning_curves
 from circuitcut.plots.subnetworks import (
-    jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, subnetwork_anatomy, subnetwork_effect,
-    training_curves,
+    jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves, subnetwork_anatomy,
+    subnetwork_effect, training_curves,
 )
 from circuitcut.plots.figures import make_figures, save_figure
 
 
 __all__ = [
     "NeuronContexts", "drop_curves", "importance_heatmap", "importance_scatter", "jaccard_matrix", "make_figures",
-    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "save_figure",
+    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "save_figure", "selection_curves",
     "subnetwork_anatomy", "subnetwork_effect", "top_activating_contexts", "training_curves",
 ]

@@ -26,11 +26,11 @@ from circuitcut.plots.neurons import (
 )
 from circuitcut.plots.pruning import drop_curves, percent_pruned, pruning_curves
 from circuitcut.plots.subnetworks import (
-    DATASET_LABELS, jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, subnetwork_anatomy,
-    subnetwork_effect, training_curves,
+    DATASET_LABELS, jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves,
+    subnetwork_anatomy, subnetwork_effect, training_curves,
 )
 from circuitcut.pruning import PruningConfig, PruningResult, prune
-from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult, find_subnetwork
+from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult, find_subnetwork, results_table
 
 Budget = Literal["full", "small"]
 BUDGETS: tuple[Budget, ...] = ("full", "small")
@@ -39,12 +39,13 @@ Config = TypeVar("Config", PruningConfig, SubnetworkConfig)
 PRUNING = PruningConfig(forget="python", retain="prose", sites=("mlp",), importance="abs", steps=5, frac=0.02,
                         tokens=8192)
 """The pruning run behind the figures: forget Python, retain prose, feed-forward neurons, 5 steps of 2 %."""
-SUBNETWORK = SubnetworkConfig(neuron_kinds=("mlp",), steps=80, n_candidates=200, random_seeds=2,
-                              eval_lm_tokens=2048, checkpoint_every=10)
-"""The subnetwork runs behind the figures: feed-forward neurons of the top half (layers 15-29)."""
-SUBNETWORK_RUNS = {"animal": ("isa:animal", 0), "food": ("isa:food.n.01", 0), "animal, seed 1": ("isa:animal", 1)}
-"""Label -> (target, mask seed): two targets, and the same animal facts under a second seed, to tell target
-overlap from seed noise (every run samples its facts with seed 0)."""
+SUBNETWORK = SubnetworkConfig(checkpoint_every=25)
+"""The subnetwork runs behind the figures: the defaults (feed-forward neurons of the top half, layers 15-29)."""
+SUBNETWORK_RUNS = {"animal": ("isa:animal", 0), "food": ("isa:food.n.01", 0), "vehicle": ("isa:vehicle.n.01", 0),
+                   "animal, seed 1": ("isa:animal", 1), "food, seed 1": ("isa:food.n.01", 1),
+                   "vehicle, seed 1": ("isa:vehicle.n.01", 1)}
+"""Label -> (target, mask seed): three targets under two mask seeds each, on the same facts (every run samples
+its facts with seed 0), to tell target overlap from seed noise. All go into ``SUBNETWORKS.md``."""
 CONTEXT_TOKENS = 16384
 """Tokens searched for a neuron's top-activating contexts."""
 
@@ -53,9 +54,10 @@ def small_budget(config: Config) -> Config:
     """The same run with tiny budgets (a minute on a laptop); for tests and ``CIRCUITCUT_SMALL=1``."""
     if isinstance(config, PruningConfig):
         return dataclasses.replace(config, steps=2, tokens=256)
-    return dataclasses.replace(config, steps=3, n_candidates=40, control_candidates=60, n_target=5, min_target=2,
-                               n_control=12, control_batch=6, lm_pool_tokens=128, window=64, lm_batch=2,
-                               eval_lm_tokens=128, random_seeds=1, log_every=1)
+    return dataclasses.replace(config, steps=3, n_candidates=40, control_candidates=100, n_target=5, min_target=2,
+                               n_control=8, n_control_val=4, n_control_new=4, control_batch=6, lm_pool_tokens=128,
+                               window=64, lm_batch=2, val_lm_tokens=128, eval_lm_tokens=128, random_seeds=1,
+                               log_every=1, validate_every=1)
 
 
 def sized(config: Config, budget: Budget) -> Config:
@@ -151,8 +153,9 @@ def pruning_figures(model: TransformerBridge, result: PruningResult, context_tok
 
 def _changes(metrics: dict) -> str:
     change, rand = metrics["change"], metrics["random"]["change"]
-    return "; ".join(f"{DATASET_LABELS[n].replace('<br>', ' ')} dPPL {change[n]['dppl']:+.0f}% (random {rand[n]['dppl']['mean']:+.0f}%)"
-                     for n in ("target", "control", "lm") if n in change and n in rand)
+    return "; ".join(f"{DATASET_LABELS[n].replace('<br>', ' ')} dPPL {change[n]['dppl']:+.1f}% "
+                     f"(random {rand[n]['dppl']['mean']:+.1f} ± {rand[n]['dppl']['std']:.1f}%)"
+                     for n in ("target", "target_paraphrase", "control_new", "lm") if n in change and n in rand)
 
 
 def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: PruningResult) -> Figures:
@@ -168,10 +171,15 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
     figures = {
         "subnetwork_effect": (subnetwork_effect(first.metrics), (
             f"Removing the learned {first.config.target} subnetwork ({first.config.steps} steps, sparsity "
-            f"{first.mask.sparsity():.1f}%): {_changes(first.metrics)}.")),
+            f"{first.mask.sparsity():.2f}%, whole-tail dPPL): {_changes(first.metrics)}; target top-10 "
+            f"{first.metrics['original']['target']['top10']:.0f}% -> {first.metrics['remaining']['target']['top10']:.0f}%.")),
         "subnetwork_training": (training_curves(first.history), (
-            f"Loss terms and sparsity while learning the {first.config.target} mask; final sparsity "
-            f"{first.history[-1]['sparsity']:.1f}% of the maskable units outside the subnetwork.")),
+            f"Loss terms and sparsity while learning the {first.config.target} mask; sparsity of the evaluation "
+            f"mask at the last step {first.history[-1]['sparsity']:.2f}%.")),
+        "subnetwork_selection": (selection_curves(first.metrics), (
+            f"The validation figures the selection rule reads for {first.config.target}; it chose step "
+            f"{first.metrics['selection']['chosen_step']} "
+            f"({'all bounds kept' if first.metrics['selection']['rule_met'] else 'no mask kept every bound'}).")),
         "subnetwork_anatomy": (subnetwork_anatomy(first.mask), (
             f"Where the {first.config.target} subnetwork sits: {size['n_subnetwork']} of {size['n_units']} "
             f"{' and '.join(first.config.neuron_kinds)} neurons of layers {min(size['per_layer'])}-{max(size['per_layer'])}; most in layer "
@@ -212,7 +220,7 @@ def make_figures(
 
     ``pruning_run`` (a run folder) and ``subnetwork_runs`` (label -> result folder; the first is the
     one shown in detail) draw from finished runs. Otherwise the runs of this module's configs are
-    made in ``runs_dir``, reusing what is finished there (the full budget took 39 min on an idle 2-core CPU).
+    made in ``runs_dir``, reusing what is finished there (README gives how long the full budget takes).
     Returns figure name -> caption (with the numbers behind it).
     """
     torch.manual_seed(0)
@@ -249,4 +257,9 @@ def make_figures(
              *(f"- {s}" for s in sources), ""]
     lines += [f"- `{name}.png`: {caption}" for name, caption in captions.items()]
     (Path(out_dir) / "CAPTIONS.md").write_text("\n".join(lines) + "\n")
+    (Path(out_dir) / "SUBNETWORKS.md").write_text(
+        f"# Subnetworks\n\nRegenerated by `circuitcut figures --budget {budget}` with the runs listed in CAPTIONS.md. "
+        "dPPL in %, whole tail unless labelled 1st-token; in brackets random masks with as many units per site "
+        "(mean ± sd over seeds). ControlKG never seen: control facts used neither in training nor by the "
+        "selection rule.\n\n" + results_table(subnetworks) + "\n")
     return captions

@@ -15,7 +15,8 @@ Example:
 
 from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig, preset, saved_config
 from circuitcut.subnetwork.data import SubnetworkData, build_data
-from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork, format_report
+from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
+from circuitcut.subnetwork.report import format_report, results_table
 from circuitcut.subnetwork.mask import SubnetworkMask
 from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork
 from circuitcut.subnetwork.trainer import SubnetworkTrainer
@@ -34,5 +35,6 @@ __all__ = [
     "find_subnetwork",
     "format_report",
     "preset",
+    "results_table",
     "saved_config",
 ]

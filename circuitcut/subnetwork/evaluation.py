@@ -141,32 +141,3 @@ def _spread(runs: list[dict]) -> dict:
 def compare(a: SubnetworkMask, b: SubnetworkMask) -> dict:
     """Jaccard overlap of two subnetworks (overall, per layer, per site), with their sizes."""
     return {**a.jaccard(b), "size_a": a.n_subnetwork(), "size_b": b.n_subnetwork()}
-
-
-def format_report(metrics: dict) -> str:
-    """A plain-text table of a run's metrics: per dataset, the remaining model against the random masks.
-
-    dPPL is over the whole tail; ``dPPL 1st`` is the first tail token's (secondary); top-10 in percent.
-    """
-    nan = {"mean": float("nan"), "std": float("nan")}
-    seeds = metrics["random"]["per_seed"]
-    lines = [
-        f"target {metrics.get('target', '?')} on {metrics['model']}: sparsity {metrics['sparsity']:.2f} % "
-        f"({metrics['size']['n_subnetwork']:,} of {metrics['size']['n_units']:,} {metrics['size']['granularity']} units in the subnetwork)",
-        f"{'dataset':22s} {'n':>5s} {'PPL orig':>9s} {'PPL rem':>10s} {'dPPL %':>10s} {'random dPPL %':>20s} "
-        f"{'dPPL 1st %':>10s} {'top10 orig':>10s} {'top10 rem':>9s} {'top10 rand':>10s}",
-    ]
-    for name, before in metrics["original"].items():
-        after, change = metrics["remaining"][name], metrics["change"][name]
-        rand = metrics["random"]["change"].get(name, {}).get("dppl", nan)
-        rand_top10 = statistics.fmean(r[name]["top10"] for r in seeds) if seeds else float("nan")
-        first = change.get("dppl_first", float("nan"))
-        lines.append(
-            f"{name:22s} {before['n']:5d} {before['ppl']:9.2f} {after['ppl']:10.2f} {change['dppl']:+10.1f} "
-            f"{rand['mean']:+11.1f} ± {rand['std']:6.1f} {first:+10.1f} {before['top10']:10.1f} {after['top10']:9.1f} {rand_top10:10.1f}"
-        )
-    if "selection" in metrics:
-        sel = metrics["selection"]
-        lines.append(f"mask chosen at step {sel['chosen_step']} by the validation rule "
-                     f"({'met' if sel['rule_met'] else 'not met: the least violation'})")
-    return "\n".join(lines)

@@ -137,15 +137,15 @@ class SubnetworkTrainer:
         if grads:
             torch.autograd.backward([g[0] for g in grads], [g[1] for g in grads])
         weight = sparsity_weight(step, c.steps, c.sparsity_start, c.sparsity_end)
-        terms["sparsity"] = self.scores.penalty(c.sparsity)
-        (weight * terms["sparsity"]).backward()
+        terms["sparsity_loss"] = self.scores.penalty(c.sparsity)
+        (weight * terms["sparsity_loss"]).backward()
         distributed.all_reduce_grads(self.scores.parameters())
         self.optimizer.step()
 
         with torch.no_grad():
             outside = sum(int((s <= 0).sum()) for s in self.scores.scores)
         weights = {"suppression": c.suppression_weight, "control_kg": c.control_kg_weight,
-                   "control_lm": c.control_lm_weight, "sparsity": weight}
+                   "control_lm": c.control_lm_weight, "sparsity_loss": weight}
         return masks, {
             "step": step,
             "lr": lr,

@@ -1,0 +1,76 @@
+"""Subnetwork results as text: one run's table (:func:`format_report`) and a markdown table of many runs.
+
+Every figure is whole-tail dPPL unless labelled ``1st`` (the first tail token's); "never seen" control
+facts were used neither in training nor by the selection rule.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from circuitcut.subnetwork.run import SubnetworkResult
+
+
+def format_report(metrics: dict) -> str:
+    """A plain-text table of a run's metrics: per dataset, the remaining model against the random masks.
+
+    dPPL is over the whole tail; ``dPPL 1st`` is the first tail token's (secondary); top-10 in percent.
+    """
+    nan = {"mean": float("nan"), "std": float("nan")}
+    seeds = metrics["random"]["per_seed"]
+    lines = [
+        f"target {metrics.get('target', '?')} on {metrics['model']}: sparsity {metrics['sparsity']:.2f} % "
+        f"({metrics['size']['n_subnetwork']:,} of {metrics['size']['n_units']:,} {metrics['size']['granularity']} units in the subnetwork)",
+        f"{'dataset':22s} {'n':>5s} {'PPL orig':>9s} {'PPL rem':>10s} {'dPPL %':>10s} {'random dPPL %':>20s} "
+        f"{'dPPL 1st %':>10s} {'top10 orig':>10s} {'top10 rem':>9s} {'top10 rand':>10s}",
+    ]
+    for name, before in metrics["original"].items():
+        after, change = metrics["remaining"][name], metrics["change"][name]
+        rand = metrics["random"]["change"].get(name, {}).get("dppl", nan)
+        rand_top10 = statistics.fmean(r[name]["top10"] for r in seeds) if seeds else float("nan")
+        first = change.get("dppl_first", float("nan"))
+        lines.append(
+            f"{name:22s} {before['n']:5d} {before['ppl']:9.2f} {after['ppl']:10.2f} {change['dppl']:+10.1f} "
+            f"{rand['mean']:+11.1f} ± {rand['std']:6.1f} {first:+10.1f} {before['top10']:10.1f} {after['top10']:9.1f} {rand_top10:10.1f}"
+        )
+    if "selection" in metrics:
+        sel = metrics["selection"]
+        lines.append(f"mask chosen at step {sel['chosen_step']} by the validation rule "
+                     f"({'met' if sel['rule_met'] else 'not met: the least violation'})")
+    return "\n".join(lines)
+
+
+def _dppl(metrics: dict, name: str) -> str:
+    change = metrics["change"].get(name)
+    rand = metrics["random"]["change"].get(name, {}).get("dppl")
+    if change is None:
+        return "-"
+    text = f"{change['dppl']:+.1f}"
+    return f"{text} ({rand['mean']:+.1f} ± {rand['std']:.1f})" if rand else text
+
+
+def _top10(metrics: dict, name: str) -> str:
+    if name not in metrics["original"]:
+        return "-"
+    return f"{metrics['original'][name]['top10']:.0f} → {metrics['remaining'][name]['top10']:.0f}"
+
+
+def results_table(results: dict[str, SubnetworkResult]) -> str:
+    """A markdown table, one row per run: sparsity, target top-10, each dataset's dPPL (random masks of the
+    same size in brackets: mean ± sd over seeds), the selection rule's choice and the run's time."""
+    head = ("| run | units | sparsity % | target top-10 % | paraphrased top-10 % | TargetKG dPPL % | TargetKG 1st-token dPPL % "
+            "| paraphrased dPPL % | ControlKG trained dPPL % | ControlKG never seen dPPL % | never seen, paraphrased % "
+            "| ControlLM dPPL % | chosen step | minutes |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for label, r in results.items():
+        m, c = r.metrics, r.config
+        sel = m.get("selection", {})
+        minutes = sum(m.get("seconds", {}).get(k, 0) for k in ("data", "train", "evaluate")) / 60
+        lines.append(
+            f"| {label} | {c.granularity} {'+'.join(c.neuron_kinds) if c.granularity == 'neuron' else 'all matrices'} "
+            f"| {m['sparsity']:.2f} | {_top10(m, 'target')} | {_top10(m, 'target_paraphrase')} | {_dppl(m, 'target')} "
+            f"| {m['change']['target'].get('dppl_first', float('nan')):+.1f} | {_dppl(m, 'target_paraphrase')} "
+            f"| {_dppl(m, 'control')} | {_dppl(m, 'control_new')} | {_dppl(m, 'control_new_paraphrase')} "
+            f"| {_dppl(m, 'lm')} | {sel.get('chosen_step')}{'' if sel.get('rule_met') else ' (rule not met)'} "
+            f"| {minutes:.0f} |")
+    return "\n".join(lines)
