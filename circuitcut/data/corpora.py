@@ -19,9 +19,8 @@ document that evaluation reuses.
 of them, again by a hash of its text (:func:`stdlib_share`): forget ``python`` / retain ``code``
 (the paper's pair) never scores or evaluates one corpus on the other's text.
 
-Windows start as the tokenizer starts any text by default (:func:`window_prefix`: BOS for Gemma,
-nothing for SmolLM2), since a model measured off its usual input is measured wrong (Gemma-3's prose
-perplexity is several times higher without its BOS).
+Windows start as the tokenizer starts any text by default (:func:`~circuitcut.special_tokens.window_prefix`:
+BOS for Gemma, nothing for SmolLM2).
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from circuitcut.models import _hub_reachable
+from circuitcut.special_tokens import window_prefix
 
 Split = Literal["stats", "eval"]
 SPLITS: tuple[Split, ...] = ("stats", "eval")
@@ -101,21 +101,6 @@ def stdlib_share(document: str) -> Literal["python", "code"]:
     """
     digest = hashlib.blake2b(document.encode(), digest_size=8, person=b"stdlib-share").digest()
     return "code" if digest[0] < CODE_PYTHON_SHARE else "python"
-
-
-def window_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The special tokens the tokenizer puts before a text by default (``tokenizer("text")``).
-
-    Gemma's tokenizer gives ``[BOS]``, SmolLM2's nothing. Every window starts with them, as the
-    model's own input would.
-    """
-    probe = "a"
-    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
-    full = tokenizer(probe)["input_ids"]
-    for start in range(len(full) - len(plain) + 1):
-        if full[start : start + len(plain)] == plain:
-            return list(full[:start])
-    return []
 
 
 def split_of(document: str) -> Split:
