@@ -192,8 +192,13 @@ def test_selection_errors():
             known(kg.Triplet("oak", "IsA", "tree", "wordnet", "12268918", "13104059"))]
     with pytest.raises(kg.KGError, match="holds 0 of the 2 scored facts"):
         kg.select_target("isa:building.n.01", pool)
-    with pytest.raises(kg.KGError, match="need 5"):
+    with pytest.raises(kg.KGError, match="need 5") as err:
         kg.select_target("isa:animal", pool, min_n=5)
+    # The fix is given as the command-line flags that change it (it named Python calls only).
+    assert "a broader --target" in str(err.value) and "--min-target 1" in str(err.value)
+    assert "--candidates N" in str(err.value)
+    with pytest.raises(kg.KGError, match=r"\(with enough known facts here: isa:.* \(2\)"):
+        kg.select_target("isa:building.n.01", pool, min_n=2)
     with pytest.raises(kg.KGError, match="Unknown WordNet synset 'animl'.*animal"):
         kg.select_target("isa:animl", pool)
     with pytest.raises(kg.KGError, match="Unknown relation"):
