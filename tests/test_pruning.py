@@ -161,9 +161,6 @@ def test_resume_refuses_another_model_or_setting_and_names_what_differs(tiny_mod
 
     config = PruningConfig(forget="f", retain="r", steps=2, frac=0.05, tokens=128, window=16)
     prune(tiny_model, config, data=data, out_dir=tmp_path / "run", progress=False)
-    saved = read_json(tmp_path / "run" / "config.json")
-    assert saved["model"] == str(tiny_model_dir.resolve())
-    assert saved["dtype"] == "torch.float32" and saved["window_prefix"] == []
     shutil.copytree(tiny_model_dir, tmp_path / "same-shape-other-model")
     other = circuitcut.load_model(str(tmp_path / "same-shape-other-model"), device="cpu")
     with pytest.raises(ValueError, match=rf"model: saved \"{tiny_model_dir.resolve()}\", asked \".*same-shape-other"):
@@ -171,6 +168,9 @@ def test_resume_refuses_another_model_or_setting_and_names_what_differs(tiny_mod
     bigger = PruningConfig(forget="f", retain="r", steps=2, frac=0.1, tokens=128, window=16)
     with pytest.raises(ValueError, match=r"other settings \(frac: saved 0.05, asked 0.1\)"):
         prune(tiny_model, bigger, data=data, out_dir=tmp_path / "run", resume=True, progress=False)
+    saved = read_json(tmp_path / "run" / "config.json")
+    assert saved["model"] == str(tiny_model_dir.resolve())
+    assert saved["dtype"] == "torch.float32" and saved["window_prefix"] == []
     # A folder written before the dtype and window prefix were recorded still resumes.
     from circuitcut.runs import write_json
 

@@ -73,7 +73,7 @@ CODE_PYTHON_SHARE = 64
 """Of 256 hash buckets, the standard-library files in this many go to ``code``, the rest to ``python``:
 about 3 MB of Python for ``code``, more than its C or JavaScript, so an even mix never runs short."""
 NOT_UTF8_FALLBACK = "latin-1"
-"""Text files that are not UTF-8 are read in this encoding (it decodes any bytes); the corpus report
+"""Text files that are not UTF-8 are read in this encoding (it decodes any bytes); :func:`corpus_notes`
 says which files were."""
 
 
