@@ -27,11 +27,11 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut import distributed
 from circuitcut.data.corpora import corpus_notes, corpus_windows
-from circuitcut.special_tokens import window_prefix
 from circuitcut.evaluate import TokenMetrics, evaluate_tokens
 from circuitcut.masks import NeuronMask
 from circuitcut.runs import atomic_path, check_out_folder, check_same_settings, read_json, write_json
 from circuitcut.sites import ModelShape, SiteKind, check_kinds
+from circuitcut.special_tokens import window_prefix
 from circuitcut.stats import IMPORTANCES, Importance, NeuronStats, collect_stats, finish_stats, stats_hooks
 
 Method = Literal["selective", "random"]
