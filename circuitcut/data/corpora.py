@@ -54,8 +54,8 @@ SPLITS: tuple[Split, ...] = ("stats", "eval")
 
 CORPORA: dict[str, str] = {
     "prose": "English Wikipedia prose: 97 articles, 2.5 MB, shipped (CC BY-SA 3.0)",
-    "python": "Python source of this interpreter's standard library, tests excluded, the three quarters of "
-              "its files that 'code' does not use (PSF licence)",
+    "python": "Python source of this interpreter's standard library, tests excluded: the files (about three "
+              "quarters) that 'code' does not use (PSF licence)",
     "code": "Python (the other quarter of the standard library's files: no document shared with 'python'), "
             "C (CPython headers) and JavaScript (npm modules), mixed evenly",
 }
