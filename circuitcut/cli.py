@@ -17,6 +17,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2", help="embedded name, local checkpoint folder or hub name (default: smollm2)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    _threads_arg(p)
+
+
+def _threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: the cores not busy with other jobs, at least 1)")
 
 
 def _load(args):
@@ -60,7 +66,9 @@ def _pruning_config(args):
 
 def cmd_prune(args) -> None:
     from circuitcut.pruning import prune
+    from circuitcut.runs import check_out_folder
 
+    check_out_folder(args.out, resume=args.resume)
     config = _pruning_config(args)
     model = _load(args)
     start = time.perf_counter()
@@ -73,8 +81,10 @@ def cmd_demo(args) -> None:
     """The main job: the model's sites, then a short forget-code / retain-prose run vs random."""
     from circuitcut import plots
     from circuitcut.pruning import prune
+    from circuitcut.runs import check_out_folder
     from circuitcut.sites import ModelShape
 
+    check_out_folder(args.out)
     config = _pruning_config(args)
     model = _load(args)
     print(ModelShape.of(model).describe(), "\n")
@@ -102,8 +112,10 @@ def _subnetwork_config(args):
 
 
 def cmd_subnet(args) -> None:
+    from circuitcut.runs import check_out_folder
     from circuitcut.subnetwork import find_subnetwork, format_report
 
+    check_out_folder(args.out)
     config = _subnetwork_config(args)
     model = _load(args)
     result = find_subnetwork(model, config, args.out)
@@ -113,7 +125,9 @@ def cmd_subnet(args) -> None:
 
 def cmd_figures(args) -> None:
     from circuitcut.plots import make_figures
+    from circuitcut.runs import check_out_folder
 
+    check_out_folder(args.out)
     make_figures(args.out, args.budget, png=not args.no_png)
 
 
@@ -147,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", nargs="?", default="smollm2")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    _threads_arg(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("ppl", help="next-token accuracy and perplexity on corpora")
@@ -179,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="figures")
     p.add_argument("--budget", default="full", choices=["full", "small"])
     p.add_argument("--no-png", action="store_true", help="HTML only (PNG export needs chromium)")
+    _threads_arg(p)
     p.set_defaults(func=cmd_figures)
 
     args = parser.parse_args(argv)
-    from circuitcut import distributed
+    from circuitcut import distributed, threads
 
     # Under torchrun every rank joins the group and takes its device; only rank 0 prints.
     if hasattr(args, "device"):
@@ -190,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = contextlib.redirect_stdout(io.StringIO()) if not distributed.is_main_process() else contextlib.nullcontext()
     try:
         with quiet:
+            threads.set_threads(args.threads)
             args.func(args)
     except (ValueError, FileExistsError, RuntimeError) as err:
         # Our errors name the problem and the fix; a traceback would bury that.

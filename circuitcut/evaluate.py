@@ -20,7 +20,11 @@ from circuitcut.stats import StatsHook, stream
 
 @dataclass
 class TokenMetrics:
-    """Next-token metrics over a set of windows; accuracies in percent."""
+    """Next-token metrics over a set of windows; accuracies in percent.
+
+    A target counts in the top k when fewer than k logits are strictly above its own, so a target
+    tied with the highest logit counts as top-1.
+    """
 
     top1: float
     top10: float
@@ -35,9 +39,12 @@ class TokenMetrics:
 
 
 def common_tokens(tokens: Int[Tensor, "n pos"], k: int = 50) -> Int[Tensor, " k"]:
-    """The ``k`` most frequent next-token targets of these windows."""
+    """The ``k`` most frequent next-token targets of these windows; among equally frequent tokens,
+    the lower ids first (``topk`` leaves that order unspecified, so the skipped set could change
+    from one machine to another)."""
     counts = torch.bincount(tokens[:, 1:].flatten())
-    return counts.topk(min(k, int((counts > 0).sum()))).indices
+    order = torch.sort(counts, descending=True, stable=True).indices
+    return order[: min(k, int((counts > 0).sum()))]
 
 
 _COUNTS = ("n", "n_skip", "top1", "top10", "top1_skip", "top10_skip", "nll")

@@ -2,7 +2,9 @@
 
 A :class:`NeuronMask` holds, per site kind, a ``Bool[Tensor, "layer neuron"]`` where ``True`` means
 *removed*. It becomes zero-ablation hook functions for ``model.hooks(...)`` / ``run_with_hooks``, or
-permanent edits of the weights; both give the same logits (tested).
+permanent edits of the weights; both give the same logits (tested). Both take the model and refuse
+one of another name or shape first: a hook for layers 0-1 fits any model with that width and
+would edit the wrong model without a word.
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ class NeuronMask:
     shape: ModelShape
     removed: dict[SiteKind, Bool[Tensor, "layer neuron"]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for kind, removed in self.removed.items():
+            expected = (self.shape.n_layers, self.shape.n_neurons(kind))
+            if tuple(removed.shape) != expected:
+                raise MaskMismatchError(
+                    f"The {kind} mask has shape {tuple(removed.shape)} but {self.shape.name} needs {expected} "
+                    f"(layers, neurons per layer): the mask was not made for this model shape."
+                )
+
     @classmethod
     def empty(cls, shape: ModelShape, kinds) -> NeuronMask:
         return cls(
@@ -109,13 +120,16 @@ class NeuronMask:
         """Removed-neuron count per layer, per kind."""
         return {k: v.sum(dim=1).tolist() for k, v in self.removed.items()}
 
-    def hooks(self, device: torch.device | str | None = None) -> list[Hook]:
-        """Zero-ablation hooks for ``model.hooks(fwd_hooks=...)`` or ``run_with_hooks``.
+    def hooks(self, model: TransformerBridge) -> list[Hook]:
+        """Zero-ablation hooks for ``model.hooks(fwd_hooks=...)`` or ``run_with_hooks``, on the
+        model's device; refuses a model other than the one the mask was made for.
 
         Example:
-            >>> with model.hooks(fwd_hooks=mask.hooks()):
+            >>> with model.hooks(fwd_hooks=mask.hooks(model)):
             ...     logits = model(tokens)
         """
+        self.check_model(model)
+        device = next(model.parameters()).device
         keep = {k: (~v).float().to(device) for k, v in self.removed.items() if v.any()}
         return scale_hooks(self.shape, keep)
 

@@ -14,23 +14,32 @@ Whatever the source, the result exposes the HookedTransformer hook names
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import shutil
 import socket
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as transformers_logging
 
+from circuitcut.special_tokens import window_prefix
+
 DEFAULT_MODEL = "smollm2"
 CACHE_ENV = "CIRCUITCUT_CACHE"
+CONTEXT_FIELDS = ("n_positions", "max_position_embeddings", "max_context_length", "max_length", "seq_length",
+                  "max_sequence_length")
+"""Config fields that hold a model's context length, in the order the bridge looks for them."""
 
 
 class ModelUnavailableError(RuntimeError):
@@ -94,26 +103,53 @@ def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
     """Path of a safetensors checkpoint of an embedded model, dequantizing its GGUF file once.
 
     The checkpoint is written to a temporary folder and renamed into place, so a killed first
-    load leaves nothing that a later load would trust.
+    load leaves nothing that a later load would trust. One progress bar says what happens; the
+    libraries' own bars and messages are kept back unless a step fails.
     """
     key = _ALIASES.get(name, name)
     spec = EMBEDDED[key]
     target = cache_dir() / key
     if (target / "config.json").exists():
         return target
-    gguf = spec.gguf()
-    model, tokenizer = _read_gguf(gguf)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    steps = ("assembling GGUF", "dequantizing", "saving")
+    bar = tqdm(total=len(steps), desc=f"preparing the embedded model {key}, once", unit="step")
     try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        with bar, _libraries_quiet():
+            bar.set_postfix_str(steps[0])
+            gguf = spec.gguf()
+            bar.update()
+            bar.set_postfix_str(steps[1])
+            model, tokenizer = _read_gguf(gguf)
+            bar.update()
+            bar.set_postfix_str(steps[2])
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            bar.update()
         os.replace(staging, target)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
         if not (target / "config.json").exists():  # lost a race to a concurrent first load: fine
             raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # already gone once renamed into place
     return target
+
+
+@contextlib.contextmanager
+def _libraries_quiet() -> Iterator[None]:
+    """Hold back what transformers and gguf write to stderr (progress bars per tensor and per
+    shard); show it only if the block fails, since it may explain why."""
+    held = io.StringIO()
+    transformers_logging.disable_progress_bar()
+    try:
+        with contextlib.redirect_stderr(held):
+            yield
+    except BaseException:
+        sys.stderr.write(held.getvalue())
+        raise
+    finally:
+        transformers_logging.enable_progress_bar()
 
 
 def _read_gguf(gguf: Path) -> tuple[PreTrainedModel, object]:
@@ -153,6 +189,20 @@ def _hub_checkpoint(name: str) -> str:
     )
 
 
+def _keep_own_special_tokens(bridge: TransformerBridge, tokenizer) -> None:
+    """Give the bridge back the checkpoint's own tokenizer where the bridge swapped in a copy that
+    always puts BOS first (TransformerLens's convention), and make ``to_tokens`` agree with it: a
+    model is fed what its own tokenizer gives (SmolLM2: no BOS; Gemma-3: BOS)."""
+    own_bos = bool(window_prefix(tokenizer))
+    if bridge.tokenizer is not tokenizer:
+        if tokenizer.pad_token is None:  # as the bridge's copy has, for padded batches
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = bridge.tokenizer.padding_side
+        # Not ``bridge.tokenizer = ...``: that setter swaps in a BOS-prepending copy again.
+        bridge._tokenizer = tokenizer
+    bridge.cfg.default_prepend_bos = bridge.cfg.tokenizer_prepends_bos = own_bos
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     *,
@@ -190,10 +240,16 @@ def load_model(
         hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     finally:
         transformers_logging.enable_progress_bar()
+    if n_ctx is not None:
+        # The bridge warns on every load when the model's own config still gives a longer context.
+        field = next((f for f in CONTEXT_FIELDS if hasattr(hf_model.config, f)), None)
+        if field is not None:
+            setattr(hf_model.config, field, n_ctx)
     tokenizer = AutoTokenizer.from_pretrained(source)
     bridge = TransformerBridge.boot_transformers(
         source, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype, n_ctx=n_ctx
     )
+    _keep_own_special_tokens(bridge, tokenizer)
     bridge.eval()
     bridge.circuitcut_name = official  # recorded in saved masks, so results can refuse another model
     return bridge

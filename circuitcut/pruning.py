@@ -13,6 +13,7 @@ the commit point), so an interrupted run resumes where it stopped and ends with 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -25,15 +26,19 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut import distributed
-from circuitcut.data.corpora import corpus_windows
+from circuitcut.data.corpora import corpus_notes, corpus_windows
 from circuitcut.evaluate import TokenMetrics, evaluate_tokens
 from circuitcut.masks import NeuronMask
-from circuitcut.runs import atomic_path, read_json, write_json
+from circuitcut.runs import atomic_path, check_out_folder, check_same_settings, read_json, write_json
 from circuitcut.sites import ModelShape, SiteKind, check_kinds
+from circuitcut.special_tokens import window_prefix
 from circuitcut.stats import IMPORTANCES, Importance, NeuronStats, collect_stats, finish_stats, stats_hooks
 
 Method = Literal["selective", "random"]
 DEFAULT_EPS: dict[SiteKind, float] = {"mlp": 1e-3, "attn_v": 1e-4, "attn_z": 1e-4}
+RECORDED_DEFAULTS = {"window_prefix": [], "dtype": "torch.float32"}
+"""What a run folder written before these fields were recorded was made with (windows had no
+special tokens; models loaded in float32), so that it still resumes."""
 
 
 @dataclass
@@ -115,6 +120,18 @@ class PruningConfig:
         return cls(**{k: (tuple(v) if k == "sites" else v) for k, v in data.items() if k in known})
 
 
+def run_settings(config: PruningConfig, model: TransformerBridge) -> dict:
+    """Everything that decides a run's results, as ``config.json`` records it: the config, the
+    model's name and dtype, and the special tokens each window starts with."""
+    tokenizer = model.tokenizer
+    return json.loads(json.dumps({
+        **config.to_dict(),
+        "model": ModelShape.of(model).name,
+        "dtype": str(next(model.parameters()).dtype),
+        "window_prefix": tokenizer.convert_ids_to_tokens(window_prefix(tokenizer)),
+    }))
+
+
 @dataclass
 class PruningData:
     """The four token sets of a run: statistics and evaluation splits of forget and retain."""
@@ -161,6 +178,9 @@ class PruningResult:
     masks: dict[str, NeuronMask]
     importances: dict[str, Float[Tensor, "layer neuron"]] = field(default_factory=dict)
     """Forget and retain importance of every neuron on the unpruned model (``forget.mlp`` ...)."""
+    corpus_notes: dict[str, list[str]] = field(default_factory=dict)
+    """Per dataset (``forget``, ``retain``), what reading its corpus decided: files read in the fallback
+    encoding, binary files skipped (:func:`circuitcut.data.corpora.corpus_notes`)."""
 
     def steps(self, method: Method) -> list[dict]:
         """The history of one method, starting with the unpruned model at step 0."""
@@ -190,6 +210,8 @@ class PruningResult:
             s = self.selectivity(method)
             lines.append(f"selectivity ({method}): {s['selectivity']:.1f} at step {s['step']} "
                          f"(forget drop {s['forget_drop']:.1f}%, retain drop {s['retain_drop']:.1f}%)")
+        lines += [f"{name} corpus {getattr(self.config, name)}: {note}"
+                  for name, notes in self.corpus_notes.items() for note in notes]
         return "\n".join(lines)
 
     @classmethod
@@ -200,7 +222,8 @@ class PruningResult:
         masks = {m: NeuronMask.load(out / f"{m}_mask.safetensors", model)
                  for m in ("selective", "random") if (out / f"{m}_mask.safetensors").exists()}
         importances = load_file(out / "importance.safetensors") if (out / "importance.safetensors").exists() else {}
-        return cls(PruningConfig.from_dict(read_json(out / "config.json")), history, masks, importances)
+        notes = read_json(out / "corpora.json") if (out / "corpora.json").exists() else {}
+        return cls(PruningConfig.from_dict(read_json(out / "config.json")), history, masks, importances, notes)
 
 
 def drop(before: float, after: float) -> float:
@@ -211,7 +234,7 @@ def drop(before: float, after: float) -> float:
 class _Run:
     """One pruning run's state and its folder; each finished step is saved before the next."""
 
-    def __init__(self, model: TransformerBridge, config: PruningConfig, out_dir: Path | None, resume: bool):
+    def __init__(self, model: TransformerBridge, config: PruningConfig, out_dir: Path | None):
         self.model, self.config, self.out = model, config, out_dir
         # Under torchrun every rank reads the folder, only rank 0 writes it.
         self.write = out_dir is not None and distributed.is_main_process()
@@ -221,16 +244,14 @@ class _Run:
         self.masks: dict[str, NeuronMask] = {}
         self.importances: dict[str, Tensor] = {}
         if out_dir is not None:
-            self._open_folder(resume)
+            self._open_folder()
 
-    def _open_folder(self, resume: bool) -> None:
+    def _open_folder(self) -> None:
+        """Continue the run in the folder (``prune`` has refused a full folder unless resuming) or start one."""
         out = self.out
+        settings = run_settings(self.config, self.model)
         if (out / "config.json").exists():
-            if not resume:
-                raise FileExistsError(f"{out} already holds a run: pass resume=True (--resume) or another folder.")
-            saved = PruningConfig.from_dict(read_json(out / "config.json"))
-            if saved != self.config:
-                raise ValueError(f"{out} holds a run with another config ({saved}); use another folder.")
+            check_same_settings(out, read_json(out / "config.json"), settings, RECORDED_DEFAULTS)
             self.history = read_json(out / "history.json") if (out / "history.json").exists() else []
             if (out / "importance.safetensors").exists():
                 self.importances = load_file(out / "importance.safetensors")
@@ -240,7 +261,7 @@ class _Run:
         else:
             distributed.barrier()  # every rank has seen the folder empty before rank 0 writes
             if self.write:
-                write_json(out / "config.json", {**self.config.to_dict(), "model": self.shape.name})
+                write_json(out / "config.json", settings)
 
     def _mask_path(self, method: str, step: int) -> Path:
         return self.out / "steps" / f"{method}_{step:03d}.safetensors"
@@ -299,10 +320,15 @@ def prune(
         >>> print(result.summary())
     """
     config = config or PruningConfig()
-    data = data or PruningData.from_config(model.tokenizer, config)
-    run = _Run(model, config, Path(out_dir) if out_dir is not None else None, resume)
+    out = check_out_folder(out_dir, resume=resume) if out_dir is not None else None  # before the slow part
+    notes = {}
+    if data is None:
+        data = PruningData.from_config(model.tokenizer, config)
+        notes = {name: corpus_notes(getattr(config, name)) for name in ("forget", "retain")}
+    run = _Run(model, config, out)
+    if run.write and notes:
+        write_json(out / "corpora.json", notes)
     bs = config.batch_size
-    device = next(model.parameters()).device
     # Under torchrun (a process group is up) every rank takes its share of each token set and
     # the statistics and metrics are reduced across ranks; see circuitcut.distributed.
     parallel = distributed.is_distributed()
@@ -311,7 +337,7 @@ def prune(
 
     def evaluate(mask: NeuronMask, collect: bool = False) -> tuple[TokenMetrics, TokenMetrics, tuple | None]:
         """Both evaluation splits; with ``collect``, also their statistics from the same passes."""
-        hooks = mask.hooks(device)
+        hooks = mask.hooks(model)
         metrics, stats = [], []
         for name, tokens in eval_splits:
             st = NeuronStats.empty(run.shape, config.sites) if collect else None
@@ -323,7 +349,7 @@ def prune(
         return metrics[0], metrics[1], tuple(stats) if collect else None
 
     def statistics(mask: NeuronMask) -> tuple[NeuronStats, NeuronStats]:
-        hooks = mask.hooks(device)
+        hooks = mask.hooks(model)
         splits = eval_splits if config.stats_on_eval else (("forget", data.forget_stats), ("retain", data.retain_stats))
         return tuple(collect_stats(model, tokens, config.sites, fwd_hooks=hooks, batch_size=bs,
                                    desc=f"statistics {name}", distributed=parallel)
@@ -371,4 +397,4 @@ def prune(
                 run.record(method, step, mask, f_metrics, r_metrics)
                 bar.update()
     distributed.barrier()  # rank 0 has written the last step before any rank returns
-    return PruningResult(config, run.history, run.masks, run.importances)
+    return PruningResult(config, run.history, run.masks, run.importances, notes)

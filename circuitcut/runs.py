@@ -1,28 +1,42 @@
-"""Run folders: atomic writes, so an interrupted run never leaves a half-written file behind."""
+"""Run folders: atomic writes, so an interrupted run never leaves a half-written file behind; checks of
+an output folder before anything slow runs; and the one way to say how a saved run differs from the
+one asked for."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    The file gets the permissions of any newly created file (``0o666`` less the umask), not the
+    ``0o600`` of ``mkstemp``: run folders are results that users share.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    # The umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, data) -> None:
@@ -32,3 +46,52 @@ def write_json(path: str | Path, data) -> None:
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
+
+
+def check_out_folder(path: str | Path, *, holds: str = "config.json", resume: bool | None = None) -> Path:
+    """Refuse an output folder that cannot take a run, before any model or data is loaded.
+
+    ``path`` must be a folder or not exist yet, and so must every parent that exists. With
+    ``resume=False``, a folder that already holds a run (a ``holds`` file) is refused too;
+    ``resume=None`` leaves that to the caller.
+    """
+    path = Path(path).expanduser()
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            where = "" if part == path else f" (its parent {part} is a file)"
+            raise FileExistsError(f"--out {path} cannot be a run folder{where}: it is a file. Give a folder path.")
+    if resume is False and (path / holds).exists():
+        raise FileExistsError(f"{path} already holds a run: pass --resume (resume=True) to continue it, "
+                              f"or give another --out folder.")
+    return path
+
+
+def differing_settings(saved: Mapping, asked: Mapping, defaults: Mapping | None = None) -> list[str]:
+    """Each setting whose saved value differs from the asked one, as ``name: saved X, asked Y``.
+
+    A setting missing on one side counts as its value in ``defaults`` (how a run written before that
+    setting existed was made), else as absent. Sorted by name, so the message is stable.
+    """
+    defaults = defaults or {}
+    out = []
+    for name in sorted(set(saved) | set(asked)):
+        old = saved.get(name, defaults.get(name, _ABSENT))
+        new = asked.get(name, defaults.get(name, _ABSENT))
+        if old != new:
+            out.append(f"{name}: saved {_show(old)}, asked {_show(new)}")
+    return out
+
+
+_ABSENT = object()
+
+
+def _show(value) -> str:
+    return "(absent)" if value is _ABSENT else json.dumps(value)
+
+
+def check_same_settings(folder: str | Path, saved: Mapping, asked: Mapping, defaults: Mapping | None = None) -> None:
+    """Refuse to continue a run folder whose saved settings differ from the asked ones, naming each."""
+    differ = differing_settings(saved, asked, defaults)
+    if differ:
+        raise ValueError(f"{folder} holds a run with other settings ({'; '.join(differ)}): "
+                         f"ask for the same settings to resume it, or give another --out folder.")

@@ -39,6 +39,8 @@ def test_bad_input_is_one_clear_line(tiny_model_dir, tmp_path, capsys):
         (["--frac", "0"], "outside (0, 1]"),
         (["--forget", "prose", "--retain", "prose"], "two different corpora"),
         (["--forget", "no-such-corpus"], "no-such-corpus"),
+        (["--forget", "pyhton"], "Did you mean 'python'?"),
+        (["--forget", str(tmp_path / "no" / "such.txt")], "such.txt' does not exist"),
     ]:
         assert main([*base, *extra, "--tokens", "256", "--window", "32"]) == 2
         last_line = capsys.readouterr().err.strip().splitlines()[-1]
@@ -54,3 +56,53 @@ def test_demo_prints_selectivity_and_writes_plots(tiny_model_dir, tmp_path, caps
     assert {p.name for p in tmp_path.glob("*.html")} == {"pruning_curves.html", "drop_curves.html",
                                                         "neurons_per_layer.html"}
     assert main(args) == 0  # a second demo resumes its finished run instead of refusing the folder
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model must not load before the arguments are checked")
+
+
+def test_an_out_path_that_is_a_file_is_refused_before_loading(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """It failed with a bare '[Errno 17] File exists' after the model and data had loaded."""
+    import circuitcut.models
+
+    monkeypatch.setattr(circuitcut.models, "load_model", _no_model)
+    (tmp_path / "taken").write_text("a file")
+    for command in (["prune", "--tokens", "256"], ["demo"], ["subnet"]):
+        assert main([*command, "--model", str(tiny_model_dir), "--out", str(tmp_path / "taken")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "it is a file. Give a folder path" in err[0]
+
+
+def test_subnet_passes_the_flags_a_too_small_target_names(tiny_model_dir, tmp_path, monkeypatch):
+    import circuitcut.models
+    import circuitcut.subnetwork
+
+    seen = {}
+
+    def fake_find(model, config, out):
+        seen["config"] = config
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(circuitcut.models, "load_model", lambda *a, **k: None)
+    monkeypatch.setattr(circuitcut.subnetwork, "find_subnetwork", fake_find)
+    assert main(["subnet", "--target", "isa:planet", "--min-target", "2", "--n-candidates", "50",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert (seen["config"].min_target, seen["config"].n_candidates) == (2, 50)
+
+
+def test_prune_reports_files_read_in_the_fallback_encoding(tiny_model_dir, tmp_path, capsys):
+    """A non-UTF-8 file inside a folder was skipped without a word."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(40):
+        (docs / f"{i:02d}.txt").write_text(f"Document {i}. " + "words of text " * 40)
+    (docs / "old.h").write_bytes("/* M\xfcller */ int x;\n".encode("latin-1"))
+    args = ["prune", "--model", str(tiny_model_dir), "--device", "cpu", "--forget", str(docs), "--retain", "prose",
+            "--steps", "1", "--frac", "0.05", "--tokens", "256", "--window", "32", "--baseline", "none",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"forget corpus {docs}: 1 of 41 files" in out and "read as latin-1: old.h" in out
+    notes = json.loads((tmp_path / "run" / "corpora.json").read_text())
+    assert notes["retain"] == [] and "old.h" in notes["forget"][0]

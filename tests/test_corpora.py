@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import lzma
 from importlib import resources
@@ -15,6 +16,7 @@ from circuitcut.data import corpora
 from circuitcut.data.corpora import (
     CORPORA,
     CorpusError,
+    corpus_notes,
     corpus_size_tokens,
     corpus_windows,
     load_documents,
@@ -45,7 +47,7 @@ def _words(tokenizer, windows) -> set[str]:
 
 def test_same_seed_gives_the_same_windows_and_a_longer_budget_extends_them(tokenizer):
     first = corpus_windows("prose", tokenizer, n_tokens=1024, window=64, seed=3)
-    corpora._groups.cache_clear()
+    corpora._source.cache_clear()
     corpora._split_groups.cache_clear()
     again = corpus_windows("prose", tokenizer, n_tokens=1024, window=64, seed=3)
     longer = corpus_windows("prose", tokenizer, n_tokens=4096, window=64, seed=3)
@@ -100,7 +102,7 @@ def test_shipped_prose_is_over_a_megabyte_of_clean_articles():
 
 
 def test_code_mixes_three_languages_with_recorded_licences():
-    groups = corpora._groups("code")
+    groups = corpora._source("code").groups
     assert len(groups) >= 3 and all(len(g) >= 50 for g in groups)
     shipped = lzma.decompress((resources.files("circuitcut.data") / "files" / "code.jsonl.xz").read_bytes())
     records = [json.loads(line) for line in shipped.decode().splitlines()]
@@ -117,7 +119,8 @@ def test_python_reads_the_stdlib_without_test_folders(tmp_path, monkeypatch):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(f"# {rel}\n")
     monkeypatch.setattr(corpora.sysconfig, "get_paths", lambda: {"stdlib": str(tmp_path)})
-    assert corpora._stdlib_python() == ("# a.py\n", "# pkg/m.py\n")
+    found = corpora._stdlib_python("python") + corpora._stdlib_python("code")
+    assert sorted(found) == ["# a.py\n", "# pkg/m.py\n"]
     assert sum(len(d) for d in load_documents("python")) > 5_000_000  # the real one
 
 
@@ -131,6 +134,67 @@ def test_local_folder_is_every_text_file_recursively_sorted_and_cached(tmp_path)
     assert load_documents(str(tmp_path)) == ["first", "second"]
     (tmp_path / "a.md").unlink()
     assert load_documents(str(tmp_path)) == ["first", "second"]  # read once per process
+    assert corpus_notes(str(tmp_path)) == ["1 of 4 files (8 bytes) are binary and were skipped: c.bin"]
+
+
+LATIN1_HEADER = "/* Copyright \xa9 1995 J\xfcrgen M\xfcller */\n#define NAME \"caf\xe9\"\n".encode("latin-1")
+
+
+def test_a_file_that_is_not_utf8_is_read_as_latin1_and_reported(tmp_path):
+    """It was refused alone and skipped without a word inside a folder."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "ok.h").write_text("int x;\n")
+    (tmp_path / "folder" / "old.h").write_bytes(LATIN1_HEADER)
+    folder = str(tmp_path / "folder")
+    assert load_documents(folder) == ["int x;\n", LATIN1_HEADER.decode("latin-1")]
+    assert corpus_notes(folder) == [f"1 of 2 files ({len(LATIN1_HEADER)} bytes) are not UTF-8 and were read as "
+                                    "latin-1: old.h"]
+    alone = tmp_path / "folder" / "old.h"
+    assert "Jürgen Müller" in load_documents(str(alone))[0]
+    assert corpus_notes(str(alone)) == [f"1 of 1 files ({len(LATIN1_HEADER)} bytes) are not UTF-8 and were "
+                                        "read as latin-1: old.h"]
+    assert corpus_notes("prose") == []
+
+
+def test_python_and_code_share_no_document_and_no_window(tokenizer):
+    """``code`` took its Python from the front of the same seeded stdlib stream as ``python``."""
+    python, code = set(load_documents("python")), set(load_documents("code"))
+    assert not python & code
+    assert len(corpora._source("code").groups[0]) > 50 and len(python) > 400
+    for split in ("stats", "eval"):
+        py = corpus_windows("python", tokenizer, n_tokens=16384, window=64, split=split).tolist()
+        py_stream = [t for w in py for t in w]
+        starts = {tuple(py_stream[i : i + 16]) for i in range(len(py_stream) - 15)}
+        for window in corpus_windows("code", tokenizer, n_tokens=4096, window=64, split=split).tolist():
+            assert not any(tuple(window[i : i + 16]) in starts for i in range(0, 64 - 15, 8))
+
+
+def _bos_tokenizer(tokenizer):
+    """SmolLM2's tokenizer made to put BOS before every text, as Gemma's does."""
+    from tokenizers.processors import TemplateProcessing
+
+    bos_tok = copy.deepcopy(tokenizer)
+    bos = bos_tok.bos_token
+    bos_tok._tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_tok.bos_token_id)])
+    return bos_tok
+
+
+def test_windows_start_as_the_tokenizer_starts_a_text(tokenizer, tmp_path):
+    """Windows had no BOS whatever the tokenizer: Gemma was measured off its usual input."""
+    folder = str(_marked_folder(tmp_path / "docs"))
+    plain = corpus_windows(folder, tokenizer, n_tokens=512, window=64)
+    assert corpora.window_prefix(tokenizer) == []
+    assert tokenizer.bos_token_id not in plain.flatten().tolist()
+    with_bos = _bos_tokenizer(tokenizer)
+    assert with_bos("a")["input_ids"][0] == with_bos.bos_token_id
+    assert corpora.window_prefix(with_bos) == [with_bos.bos_token_id]
+    windows = corpus_windows(folder, with_bos, n_tokens=512, window=64)
+    assert windows.shape == plain.shape
+    assert (windows[:, 0] == with_bos.bos_token_id).all()
+    assert (windows[:, 1:] != with_bos.bos_token_id).all()
+    # Same text, 63 tokens of it per window after the BOS.
+    assert windows[:, 1:].flatten().tolist() == plain.flatten().tolist()[: 8 * 63]
 
 
 def test_a_single_file_is_cut_into_documents_at_blank_lines(tmp_path, tokenizer):
@@ -162,8 +226,11 @@ def test_size_in_tokens_is_exact_when_small_and_close_when_estimated(tokenizer, 
     ("make", "kwargs", "message"),
     [
         (lambda p: "no-such-corpus", {}, "prose, python, code"),
-        (lambda p: str(p), {}, "no non-empty UTF-8 text file"),
-        (lambda p: str(_binary(p)), {}, "not UTF-8 text"),
+        (lambda p: "pyhton", {}, "Unknown corpus 'pyhton'. Did you mean 'python'?"),
+        (lambda p: str(p / "missing" / "docs"), {}, "path '.*missing/docs' does not exist"),
+        (lambda p: "notes.txt", {}, "path 'notes.txt' does not exist"),
+        (lambda p: str(p), {}, "no non-empty text file"),
+        (lambda p: str(_binary(p)), {}, "is binary"),
         (lambda p: "prose", {"n_tokens": 100, "window": 128}, "less than one window"),
         (lambda p: "prose", {"window": 0}, "at least one token"),
         (lambda p: "prose", {"split": "train"}, "Unknown split"),

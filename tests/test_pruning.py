@@ -123,7 +123,7 @@ def test_a_saved_mask_applies_to_a_freshly_loaded_model(tiny_model, tiny_model_d
     fresh = circuitcut.load_model(str(tiny_model_dir), device="cpu")
     mask = NeuronMask.load(tmp_path / "selective_mask.safetensors", fresh)
     with torch.inference_mode():
-        expected = tiny_model.run_with_hooks(data.forget_eval[:2], fwd_hooks=result.masks["selective"].hooks())
+        expected = tiny_model.run_with_hooks(data.forget_eval[:2], fwd_hooks=result.masks["selective"].hooks(tiny_model))
     mask.apply_to_weights(fresh)
     with torch.inference_mode():
         torch.testing.assert_close(fresh(data.forget_eval[:2]), expected, atol=1e-5, rtol=1e-4)
@@ -150,3 +150,33 @@ def test_a_fraction_that_removes_no_neuron_is_refused(tiny_model, data):
     config = PruningConfig(forget="f", retain="r", frac=0.001, steps=1, tokens=128, window=16)
     with pytest.raises(ValueError, match="removes no mlp neuron"):
         prune(tiny_model, config, data=data, progress=False)
+
+
+def test_resume_refuses_another_model_or_setting_and_names_what_differs(tiny_model, tiny_model_dir, data, tmp_path):
+    """A run folder resumed with another model took its statistics without a word."""
+    import shutil
+
+    import circuitcut
+    from circuitcut.runs import read_json
+
+    config = PruningConfig(forget="f", retain="r", steps=2, frac=0.05, tokens=128, window=16)
+    prune(tiny_model, config, data=data, out_dir=tmp_path / "run", progress=False)
+    shutil.copytree(tiny_model_dir, tmp_path / "same-shape-other-model")
+    other = circuitcut.load_model(str(tmp_path / "same-shape-other-model"), device="cpu")
+    # A run killed before its first step holds no mask that would name the model.
+    (tmp_path / "early").mkdir()
+    shutil.copy(tmp_path / "run" / "config.json", tmp_path / "early" / "config.json")
+    for folder in ("early", "run"):
+        with pytest.raises(ValueError, match=rf"model: saved \"{tiny_model_dir.resolve()}\", asked \".*same-shape-other"):
+            prune(other, config, data=data, out_dir=tmp_path / folder, resume=True, progress=False)
+    bigger = PruningConfig(forget="f", retain="r", steps=2, frac=0.1, tokens=128, window=16)
+    with pytest.raises(ValueError, match=r"other settings \(frac: saved 0.05, asked 0.1\)"):
+        prune(tiny_model, bigger, data=data, out_dir=tmp_path / "run", resume=True, progress=False)
+    saved = read_json(tmp_path / "run" / "config.json")
+    assert saved["model"] == str(tiny_model_dir.resolve())
+    assert saved["dtype"] == "torch.float32" and saved["window_prefix"] == []
+    # A folder written before the dtype and window prefix were recorded still resumes.
+    from circuitcut.runs import write_json
+
+    write_json(tmp_path / "run" / "config.json", {k: v for k, v in saved.items() if k not in ("dtype", "window_prefix")})
+    prune(tiny_model, config, data=data, out_dir=tmp_path / "run", resume=True, progress=False)

@@ -954,10 +954,14 @@ def select_target(
     matching = [k for k in known if in_target(k.triplet, parsed, graph)]
     if len(matching) < max(min_n, 1):
         what = f"synset {graph.names[parsed.synset]}" if parsed.synset else repr(parsed.text)
+        # Targets these same scored facts would fill: a suggestion that costs no forward pass.
+        broader = candidate_targets(known, min_n=max(min_n, 1), max_n=len(known))[:3]
+        suggest = f" (with enough known facts here: {', '.join(f'{s} ({c})' for s, c in broader)})" if broader else ""
         raise KGError(
-            f"Target {parsed.text!r} ({what}) has {len(matching)} known triplets among {len(known)} "
-            f"(need {max(min_n, 1)}). Choose a broader family (see candidate_targets(known)), load more "
-            "triplets (load_wordnet(isa_depth=3)) or raise top_k in known_triplets()."
+            f"Target {parsed.text!r} ({what}) holds {len(matching)} of the {len(known)} scored facts the model "
+            f"knows (need {max(min_n, 1)}). On the command line: a broader --target{suggest}, "
+            f"--min-target {len(matching) or 1} to accept fewer, or --n-candidates N to score more of the family; "
+            "in Python the SubnetworkConfig fields target, min_target, n_candidates."
         )
     return TargetKG(name=parsed.text, items=_sample(matching, n, seed), spec=parsed)
 
