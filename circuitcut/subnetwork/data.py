@@ -73,8 +73,9 @@ def build_kg(model: TransformerBridge, config) -> dict:
 
     Only a seeded sample of candidate facts is scored (``n_candidates`` from the target family,
     ``control_candidates`` from elsewhere): checking what the model knows costs one forward pass
-    per template. The known control facts are split into validation, never-seen and training
-    facts, in that order of priority.
+    per template. The target family is scored first, so a target with too few known facts is
+    refused before the controls are scored. The known control facts are split into validation,
+    never-seen and training facts, in that order of priority.
     """
     tokenizer = model.tokenizer
     spec = kg.parse_spec(config.target)
@@ -84,10 +85,11 @@ def build_kg(model: TransformerBridge, config) -> dict:
         raise kg.KGError(f"No WordNet triplets fall under the target {config.target!r}.")
     others = [t for t in triplets if not kg.in_target(t, spec)]
     rng = random.Random(config.sample_seed)
-    candidates = _sample(family, config.n_candidates, rng) + _sample(others, config.control_candidates, rng)
+    family, others = _sample(family, config.n_candidates, rng), _sample(others, config.control_candidates, rng)
     # Held-out templates are only evaluated, never chosen, so they need no scoring here.
-    known = kg.known_triplets(model, candidates, top_k=config.known_top_k, heldout=False)
+    known = kg.known_triplets(model, family, top_k=config.known_top_k, heldout=False)
     target = kg.select_target(spec, known, n=config.n_target, min_n=config.min_target, seed=config.sample_seed)
+    known += kg.known_triplets(model, others, top_k=config.known_top_k, heldout=False)
     n_all = config.n_control_val + config.n_control_new + config.n_control
     pool = kg.select_control(known, exclude=target, n=n_all, seed=config.sample_seed)
     val, new, control = _split(pool, (config.n_control_val, config.n_control_new, config.n_control))

@@ -16,6 +16,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.runs import atomic_path, read_json, write_json
 from circuitcut.sites import ModelShape
+from circuitcut.special_tokens import window_prefix
 from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config, saved_config
 from circuitcut.subnetwork.data import SubnetworkData, build_data, build_kg
 from circuitcut.subnetwork.evaluation import evaluate_subnetwork
@@ -115,7 +116,8 @@ def _run_data(model: TransformerBridge, config: SubnetworkConfig, folder: Path |
     """
     if folder is None:
         return build_data(model, config)
-    path, key = folder / KG_DATA, config.kg_key()
+    # The prompts' special tokens decide the encoded facts as much as the config does.
+    path, key = folder / KG_DATA, {**config.kg_key(), "prompt_prefix": window_prefix(model.tokenizer)}
     saved = torch.load(path, weights_only=False) if path.exists() else None
     if saved is not None and saved["key"] == key:
         return build_data(model, config, saved["kg"])

@@ -23,7 +23,7 @@ from circuitcut import distributed
 from circuitcut.runs import atomic_path
 from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config
 from circuitcut.subnetwork.data import SubnetworkData
-from circuitcut.subnetwork.diagnostics import diagnose
+from circuitcut.subnetwork.diagnostics import Push, diagnose
 from circuitcut.subnetwork.mask import remover
 from circuitcut.subnetwork.objective import Reference, kg_logits, kl_to_reference, reference, suppression, tail_rank, topk_kl
 from circuitcut.subnetwork.parametrize import MaskScores
@@ -64,6 +64,7 @@ class SubnetworkTrainer:
         self.step = 0
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self._previous: dict[str, Bool[Tensor, "..."]] | None = None
+        self.push = Push()
         if self.checkpoint is not None and self.checkpoint.exists():
             self._resume()
 
@@ -82,7 +83,7 @@ class SubnetworkTrainer:
                     last = step == c.steps - 1
                     if step % c.log_every == 0 or last:
                         diagnostics, self._previous = diagnose(
-                            self.scores, self.optimizer, weight=record["sparsity_weight"], mode=c.sparsity,
+                            self.scores, self.optimizer, self.push, weight=record["sparsity_weight"], mode=c.sparsity,
                             sampled=masks, previous=self._previous)
                         self.history.append({**record, **diagnostics})
                         bar.set_postfix(loss=f"{record['loss']:.3g}", sparsity=f"{record['sparsity']:.2f}%")
@@ -134,6 +135,7 @@ class SubnetworkTrainer:
             terms["control_lm"] = topk_kl(ref.lm_index[windows].to(logits.device), ref.lm_logp[windows].to(logits.device), logits)
             (c.control_lm_weight * terms["control_lm"]).backward()
         grads = [(1 - masks[n], k.grad) for n, k in keep.items() if k.grad is not None]
+        self.push.update({n: k.grad for n, k in keep.items() if k.grad is not None})  # -dL/dm, as m = 1 - keep
         if grads:
             torch.autograd.backward([g[0] for g in grads], [g[1] for g in grads])
         weight = sparsity_weight(step, c.steps, c.sparsity_start, c.sparsity_end)
@@ -169,6 +171,7 @@ class SubnetworkTrainer:
             "generator": self.generator.get_state(),
             "history": self.history,
             "previous": self._previous,
+            "push": self.push.state_dict(),
             "selection": self.selector.state_dict(),
         }
         with atomic_path(self.checkpoint) as tmp:
@@ -181,4 +184,5 @@ class SubnetworkTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.step, self.history, self._previous = state["step"], state["history"], state["previous"]
+        self.push.load_state_dict(state["push"])
         self.selector.load_state_dict(state["selection"])

@@ -101,6 +101,9 @@ def test_learned_mask_finds_the_planted_neuron_and_random_masks_do_not(planted_d
     assert all(abs(m["change"][name]["dppl"]) < 10 for name in ("control", "control_new", "lm"))
     assert m["selection"]["rule_met"]
     assert result.history[-1]["gap"] == 0  # trained on the mask that is evaluated
+    # the diagnostics see it too: one unit pushes harder than the sparsity weight holds back, the rest do not
+    early = result.history[1]
+    assert early["push_median"] < early["sparsity_weight"] < early["push_max"] and early["above"] == 1
 
 
 def test_no_signal_puts_nothing_in_the_subnetwork(planted_dir, tmp_path):

@@ -23,7 +23,7 @@ def test_training_moves_scores_never_weights(tiny_model, granularity):
     history = trainer.history
     assert [r["step"] for r in history] == [0, 1, 2, 3]
     assert {"suppression", "control_kg", "control_lm", "sparsity_loss", "sparsity", "loss", "noise", "lr", "target_top10", "sampled",
-            "snr_median", "pull_median", "push_median", "push_max", "gap"} <= set(history[1])
+            "snr_median", "pull_median", "push_median", "push_max", "push_noise", "above", "gap"} <= set(history[1])
     assert "flips" in history[2] and "flips" not in history[0]
     assert history[0]["noise"] == 1.0 and history[-1]["noise"] == 0.0  # noise_decay 0.5 of 4 steps
     assert [v.step for v in trainer.selector.records] == [2, 4]
