@@ -19,8 +19,8 @@ from circuitcut.subnetwork.mask import GRANULARITIES, Granularity
 from circuitcut.subnetwork.neuron_masks import neuron_sites
 from circuitcut.subnetwork.weight_masks import MATRICES, weight_sites
 
-Suppression = Literal["uniform", "unlikely"]
-SUPPRESSIONS: tuple[Suppression, ...] = ("uniform", "unlikely")
+Suppression = Literal["uniform", "unlikely", "margin"]
+SUPPRESSIONS: tuple[Suppression, ...] = ("uniform", "unlikely", "margin")
 SparsityMode = Literal["per_unit", "mean"]
 SPARSITY_MODES: tuple[SparsityMode, ...] = ("per_unit", "mean")
 LRSchedule = Literal["cosine", "constant"]
@@ -69,6 +69,7 @@ class SubnetworkConfig:
     # loss -----------------------------------------------------------------------------------------
     suppression: Suppression = "unlikely"
     """TargetKG term: ``unlikely``, -log(1 - p(first tail token)), pushes only the tail down;
+    ``margin``, a hinge pushing the tail's logit a nat below the ``suppress_rank``-th other token;
     ``uniform``, KL(uniform || p), flattens the whole next-token distribution (the paper's)."""
     suppress_rank: int | None = 20
     """A fact is pushed only while its first tail token ranks at most this (a hinge: a suppressed fact
@@ -83,9 +84,9 @@ class SubnetworkConfig:
     """``per_unit``: the penalty is ``weight * sum(sigmoid(scores))``, so each unit feels the same pull
     whatever the number of units; ``mean``: ``weight * mean(sigmoid(scores))`` (the paper's), a pull
     of weight / n_units per unit."""
-    sparsity_start: float = 2e-3
+    sparsity_start: float = 0.002
     """Sparsity weight over the first half of training..."""
-    sparsity_end: float = 4e-3
+    sparsity_end: float = 0.004
     """...rising linearly to this at the last step."""
 
     # data -----------------------------------------------------------------------------------------

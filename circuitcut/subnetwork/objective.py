@@ -3,9 +3,11 @@
 * suppression, where the remaining model should predict a TargetKG tail (first tail token):
   ``uniform``, ``KL(U || p)`` between the uniform distribution over the vocabulary and the
   remaining model's next-token distribution (the paper's: the model should have no idea what
-  comes next), or ``unlikely``, ``-log(1 - p(tail))`` (only the tail is pushed down, so the prompt's
-  other continuations, which control facts share, are left alone). Either can stop for a fact whose
-  tail already ranks below ``until_rank`` (a hinge: no units are spent on overshooting);
+  comes next), ``unlikely``, ``-log(1 - p(tail))`` (only the tail is pushed down, so the prompt's
+  other continuations, which control facts share, are left alone; its pull fades with ``p(tail)``),
+  or ``margin``, a hinge that pushes the tail's logit one nat below the ``until_rank``-th other token
+  (a pull of one per logit until then). Each stops for a fact whose tail already ranks below
+  ``until_rank`` (no units are spent on overshooting);
 * maintenance: ``KL(p_orig || p)`` to the original model, on ControlKG tail predictions and on
   every position of ControlLM windows;
 * sparsity: the expected subnetwork size (:meth:`MaskScores.penalty`), pushed down.
@@ -58,6 +60,14 @@ def unlikelihood(logits: Float[Tensor, "batch vocab"], tail: Int[Tensor, " batch
     return logits.logsumexp(-1) - others.logsumexp(-1)
 
 
+def margin(logits: Float[Tensor, "batch vocab"], tail: Int[Tensor, " batch"], k: int) -> Float[Tensor, " batch"]:
+    """``max(0, z_tail - z_k + 1)`` per row, ``z_k`` the k-th largest logit of the other tokens: pushes the
+    tail below k other tokens by a margin of one nat, with a pull that does not fade as ``p(tail)`` falls."""
+    others = logits.scatter(-1, tail[:, None], float("-inf"))
+    kth = others.topk(k, dim=-1).values[:, -1]
+    return (logits.gather(-1, tail[:, None]).squeeze(-1) - kth + 1).clamp(min=0)
+
+
 def tail_rank(logits: Float[Tensor, "batch vocab"], tail: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
     """Rank of each row's tail token (1 = the top prediction)."""
     return (logits > logits.gather(-1, tail[:, None])).sum(-1) + 1
@@ -67,7 +77,12 @@ def suppression(
     logits: Float[Tensor, "batch vocab"], tail: Int[Tensor, " batch"], kind: str, until_rank: int | None
 ) -> Float[Tensor, ""]:
     """The TargetKG term, a mean over facts; a fact whose tail ranks below ``until_rank`` adds 0."""
-    per_fact = kl_from_uniform(logits) if kind == "uniform" else unlikelihood(logits, tail)
+    if kind == "uniform":
+        per_fact = kl_from_uniform(logits)
+    elif kind == "margin":
+        per_fact = margin(logits, tail, until_rank or 10)
+    else:
+        per_fact = unlikelihood(logits, tail)
     if until_rank is not None:
         per_fact = per_fact * (tail_rank(logits.detach(), tail) <= until_rank)
     return per_fact.mean()

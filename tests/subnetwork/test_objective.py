@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from circuitcut.subnetwork.objective import (
-    kg_logits, kl_from_uniform, kl_to_reference, reference, suppression, tail_rank, topk_kl, unlikelihood,
+    kg_logits, kl_from_uniform, kl_to_reference, margin, reference, suppression, tail_rank, topk_kl, unlikelihood,
 )
 from subnetwork_helpers import tiny_data
 
@@ -37,6 +38,9 @@ def test_loss_terms_match_direct_computation():
     p_tail = p[torch.arange(3), tail]
     assert torch.allclose(unlikelihood(logits, tail), -torch.log1p(-p_tail), atol=1e-6)
     assert tail_rank(logits, tail).tolist() == [int((logits[i] > logits[i, t]).sum()) + 1 for i, t in enumerate(tail)]
+    for i, t in enumerate(tail.tolist()):
+        kth = sorted((logits[i, v].item() for v in range(11) if v != t), reverse=True)[2]
+        assert margin(logits, tail, 3)[i].item() == pytest.approx(max(0.0, logits[i, t].item() - kth + 1), abs=1e-6)
 
 
 def test_unlikelihood_keeps_its_gradient_when_the_tail_is_certain():
@@ -54,14 +58,15 @@ def test_suppression_stops_pushing_facts_already_out_of_the_top_ranks():
     logits = torch.randn(4, 50)
     tail = logits.argsort(-1, descending=True)[:, [0, 3, 20, 40]].diagonal()  # ranks 1, 4, 21, 41
     assert tail_rank(logits, tail).tolist() == [1, 4, 21, 41]
-    for kind in ("unlikely", "uniform"):
+    for kind in ("unlikely", "uniform", "margin"):
         x = logits.clone().requires_grad_()
         suppression(x, tail, kind, until_rank=10).backward()
         active = x.grad.abs().sum(-1) > 0
         assert active.tolist() == [True, True, False, False]
-        always = logits.clone().requires_grad_()
-        suppression(always, tail, kind, until_rank=None).backward()
-        assert (always.grad.abs().sum(-1) > 0).all()
+        if kind != "margin":  # the margin is a hinge at its rank by itself
+            always = logits.clone().requires_grad_()
+            suppression(always, tail, kind, until_rank=None).backward()
+            assert (always.grad.abs().sum(-1) > 0).all()
     per_fact = unlikelihood(logits, tail)
     assert torch.allclose(suppression(logits, tail, "unlikely", 10), (per_fact * torch.tensor([1, 1, 0, 0])).mean())
 
