@@ -15,6 +15,7 @@ view                       shows
 ``overlap_counts``         only-A / both / only-B per layer (e.g. selective vs learned)
 ``subnetwork_effect``      remaining-model perplexity and accuracy vs random masks
 ``training_curves``        subnetwork loss terms and sparsity per training step
+``relearn_curves``         forget / retain metric vs fine-tuning steps after each removal
 =========================  ===============================================================
 
 ``make_figures(out_dir, budget)`` regenerates the documentation figures from real runs.
@@ -25,6 +26,7 @@ from circuitcut.plots.neurons import (
     top_activating_contexts,
 )
 from circuitcut.plots.pruning import drop_curves, pruning_curves
+from circuitcut.plots.robustness import relearn_curves
 from circuitcut.plots.subnetworks import (
     jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, subnetwork_anatomy, subnetwork_effect,
     training_curves,
@@ -34,6 +36,6 @@ from circuitcut.plots.figures import make_figures, save_figure
 
 __all__ = [
     "NeuronContexts", "drop_curves", "importance_heatmap", "importance_scatter", "jaccard_matrix", "make_figures",
-    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "save_figure",
+    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "relearn_curves", "save_figure",
     "subnetwork_anatomy", "subnetwork_effect", "top_activating_contexts", "training_curves",
 ]
