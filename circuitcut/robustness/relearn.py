@@ -212,7 +212,7 @@ class RelearnResult:
 
 def relearn(
     model: TransformerBridge,
-    run_dir: str | Path,
+    run: str | Path | PruneRun | SubnetRun,
     config: RelearnConfig | None = None,
     *,
     task: RelearnTask | None = None,
@@ -229,7 +229,10 @@ def relearn(
         >>> result.recovery()["selective"]["step"], result.recovery()["random"]["step"]
     """
     config = config or RelearnConfig()
-    run = open_run(run_dir, model, step=config.step)
+    if isinstance(run, (PruneRun, SubnetRun)):
+        run.check_model(model)
+    else:
+        run = open_run(run, model, step=config.step)
     result = _open_result(run, config)
     task = task or build_task(model, run, config)
     task.check()
