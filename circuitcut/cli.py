@@ -115,7 +115,9 @@ def cmd_figures(args) -> None:
 
 def cmd_relearn(args) -> None:
     from circuitcut import plots
-    from circuitcut.robustness import FamilyConfig, RelearnConfig, format_generalisation, open_run, relearn
+    from circuitcut.robustness import (
+        FamilyConfig, RelearnConfig, format_generalisation, format_probe, open_run, relearn,
+    )
 
     facts = FamilyConfig(n_facts=args.facts, sibling=args.sibling, seed=args.seed)
     config = RelearnConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, tokens=args.tokens,
@@ -127,6 +129,7 @@ def cmd_relearn(args) -> None:
     result = relearn(model, args.run_dir, config)
     if result.generalisation is not None:
         print(format_generalisation(result.generalisation), "\n")
+        print(format_probe(result.probe), "\n")
     print(result.summary())
     plots.save_figure(plots.relearn_curves(result), args.run_dir, "relearn", png=False)
     print(f"wrote {args.run_dir}/relearn.json and relearn.html in {time.perf_counter() - start:.0f} s")

@@ -20,7 +20,7 @@ from circuitcut.plots import relearn_curves
 from circuitcut.pruning import PruningConfig, prune
 from circuitcut.robustness import (
     Facts, FamilyConfig, OverlapError, build_task, RelearnConfig, RelearnResult, RelearnTask, Removal, Windows, eval_steps,
-    open_run, relearn, steps_to_recover,
+    open_run, probe_accuracy, relearn, steps_to_recover,
 )
 from circuitcut.sites import ModelShape, hook_name
 from circuitcut.subnetwork import SubnetworkConfig, SubnetworkData, SubnetworkMask, find_subnetwork
@@ -241,7 +241,22 @@ def test_relearn_a_subnetwork_on_other_facts_of_its_family_with_generalisation(t
     assert set(report["original"]) == {"target", "family_heldout", "sibling (isa:plant.n.02)"}
     heldout = report["facts"]["family_heldout"]
     assert len(heldout) == 6 and not any(p.split()[1] in {"dog", "cat", "horse", "cow"} for p in heldout)
-    assert report["random"]["family_heldout"]["top10"]["values"].__len__() == 2
+    assert len(report["random"]["family_heldout"]["top10"]["values"]) == 2
+    probe = result.probe
+    assert probe["layers"] == [1] and probe["n_positive"] == 10 and probe["n_negative"] == 10
+    assert 0 <= probe["learned"][1] <= 100 and len(probe["random"][1]["values"]) == 2
+
+
+def test_the_probe_reads_a_linear_attribute_and_not_noise():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (200,), generator=gen)
+    features = torch.randn(200, 32, generator=gen)
+    features[:, 3] += 4 * labels  # the attribute shifts one direction, as a linearly encoded one would
+    assert probe_accuracy(features, labels) >= 95
+    shuffled = labels[torch.randperm(200, generator=gen)]
+    assert probe_accuracy(features, shuffled) <= 70
+    with pytest.raises(ValueError, match="cannot be split into 5 folds"):
+        probe_accuracy(features[:3], labels[:3])
 
 
 def test_an_unfinished_subnetwork_run_is_refused(subnet_run):

@@ -1,4 +1,4 @@
-"""Is it really gone? Relearning and family generalisation of what selective pruning and subnetworks remove.
+"""Is it really gone? Relearning, family generalisation and linear probes of what selective pruning and subnetworks remove.
 
 Example:
     >>> from circuitcut.robustness import RelearnConfig, relearn
@@ -10,6 +10,7 @@ Example:
 
 from circuitcut.robustness.examples import Facts, OverlapError, Windows
 from circuitcut.robustness.family import FamilyConfig, family_facts, format_generalisation, generalisation, sibling_spec
+from circuitcut.robustness.probe import format_probe, probe, probe_accuracy
 from circuitcut.robustness.relearn import (
     RelearnConfig, RelearnResult, RelearnTask, build_task, eval_steps, relearn, steps_to_recover,
 )
@@ -18,6 +19,6 @@ from circuitcut.robustness.source import PruneRun, SubnetRun, open_run
 
 __all__ = [
     "Facts", "FamilyConfig", "OverlapError", "PruneRun", "RelearnConfig", "RelearnResult", "RelearnTask", "Removal",
-    "SubnetRun", "Windows", "build_task", "eval_steps", "family_facts", "format_generalisation", "generalisation",
-    "open_run", "relearn", "sibling_spec", "steps_to_recover", "surgery_pattern",
+    "SubnetRun", "Windows", "build_task", "eval_steps", "family_facts", "format_generalisation", "format_probe",
+    "generalisation", "open_run", "probe", "probe_accuracy", "relearn", "sibling_spec", "steps_to_recover", "surgery_pattern",
 ]

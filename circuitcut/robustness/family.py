@@ -113,12 +113,13 @@ def generalisation(
         "facts": {name: f.batch.prompts for name, f in facts.items()},
         "original": scores["original"],
         "learned": scores["learned"],
-        "random": {name: {metric: _spread([r[name][metric] for r in random_runs]) for metric in ("top10", "ppl_tail")}
+        "random": {name: {metric: spread([r[name][metric] for r in random_runs]) for metric in ("top10", "ppl_tail")}
                    for name in facts},
     }
 
 
-def _spread(values: list[float]) -> dict:
+def spread(values: list[float]) -> dict:
+    """Mean, standard deviation and the values, over random seeds."""
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}
 

@@ -30,6 +30,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut.data.corpora import corpus_windows
 from circuitcut.robustness.examples import Facts, Windows
 from circuitcut.robustness.family import FamilyConfig, family_facts, generalisation
+from circuitcut.robustness.probe import probe
 from circuitcut.robustness.removal import HOLDS, Hold, Removal
 from circuitcut.robustness.source import PruneRun, SubnetRun, open_run
 from circuitcut.runs import read_json, write_json
@@ -171,6 +172,8 @@ class RelearnResult:
     seconds: dict[str, float] = field(default_factory=dict)
     generalisation: dict | None = None
     """Subnetworks: :func:`~circuitcut.robustness.family.generalisation` on the same facts."""
+    probe: dict | None = None
+    """Subnetworks: :func:`~circuitcut.robustness.probe.probe` on the subjects of the same facts."""
 
     def recovery(self) -> dict[str, dict]:
         """:func:`steps_to_recover` for every removal, against the original model's value at step 0."""
@@ -200,14 +203,14 @@ class RelearnResult:
         path = Path(folder) / RESULT
         write_json(path, {"config": self.config.to_dict(), "run": self.run, "metric": self.metric,
                           "curves": self.curves, "seconds": self.seconds, "recovery": self.recovery(),
-                          "generalisation": self.generalisation})
+                          "generalisation": self.generalisation, "probe": self.probe})
         return path
 
     @classmethod
     def load(cls, folder: str | Path) -> RelearnResult:
         data = read_json(Path(folder) / RESULT)
         return cls(RelearnConfig.from_dict(data["config"]), data["run"], data["metric"], data["curves"],
-                   data.get("seconds", {}), data.get("generalisation"))
+                   data.get("seconds", {}), data.get("generalisation"), data.get("probe"))
 
 
 def relearn(
@@ -221,7 +224,7 @@ def relearn(
     """Fine-tune the original model, the method's removal and a random one of the same size; save the curves.
 
     For a subnetwork, the remaining model's generalisation to other facts of its family and to a
-    sibling family is measured on the same facts first. ``task`` overrides the data built from the run (it is checked for overlap all the same). The
+    sibling family, and a linear probe for the family on the subjects, are measured first. ``task`` overrides the data built from the run (it is checked for overlap all the same). The
     model's weights are restored afterwards.
 
     Example:
@@ -239,6 +242,7 @@ def relearn(
     result.metric = task.metric
     if task.family and result.generalisation is None:
         result.generalisation = generalisation(model, run, config.facts, task.family)
+        result.probe = probe(model, run, task.family, random_seeds=config.facts.random_seeds, seed=config.seed)
         result.save(run.folder)
     removals = [Removal("original", None), *run.removals(config.seed)]
     todo = [r for r in removals if r.name not in result.curves]
