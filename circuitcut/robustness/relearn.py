@@ -224,7 +224,8 @@ def relearn(
     """Fine-tune the original model, the method's removal and a random one of the same size; save the curves.
 
     For a subnetwork, the remaining model's generalisation to other facts of its family and to a
-    sibling family, and a linear probe for the family on the subjects, are measured first. ``task`` overrides the data built from the run (it is checked for overlap all the same). The
+    sibling family, and a linear probe for the family on the subjects, are measured first.
+    ``task`` overrides the data built from the run (it is checked for overlap all the same). The
     model's weights are restored afterwards.
 
     Example:
