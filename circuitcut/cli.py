@@ -131,6 +131,28 @@ def cmd_figures(args) -> None:
     make_figures(args.out, args.budget, png=not args.no_png)
 
 
+def cmd_relearn(args) -> None:
+    from circuitcut import plots
+    from circuitcut.robustness import (
+        FamilyConfig, RelearnConfig, format_generalisation, format_probe, open_run, relearn,
+    )
+
+    facts = FamilyConfig(n_facts=args.facts, sibling=args.sibling, seed=args.seed)
+    config = RelearnConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, tokens=args.tokens,
+                           eval_tokens=args.eval_tokens, hold=args.hold, train=args.train, step=args.step,
+                           corpus=args.corpus, seed=args.seed, facts=facts)
+    open_run(args.run_dir, step=config.step)  # an unfinished or foreign folder is refused before the model loads
+    model = _load(args)
+    start = time.perf_counter()
+    result = relearn(model, args.run_dir, config)
+    if result.generalisation is not None:
+        print(format_generalisation(result.generalisation), "\n")
+        print(format_probe(result.probe), "\n")
+    print(result.summary())
+    plots.save_figure(plots.relearn_curves(result), args.run_dir, "relearn", png=False)
+    print(f"wrote {args.run_dir}/relearn.json and relearn.html in {time.perf_counter() - start:.0f} s")
+
+
 def _prune_args(p: argparse.ArgumentParser, **defaults) -> None:
     _model_args(p)
     p.add_argument("--forget", default="python", help="corpus to forget (python, code, prose, a path, hf:NAME)")
@@ -189,6 +211,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/subnet", help="run folder (a run started again resumes)")
     add_config_args(p, SubnetworkConfig)
     p.set_defaults(func=cmd_subnet)
+
+    p = sub.add_parser("relearn", help="fine-tune with a finished run's removal held in place: does it come back?")
+    p.add_argument("run_dir", help="a finished 'circuitcut prune' or 'circuitcut subnet' run folder")
+    _model_args(p)
+    p.add_argument("--steps", type=int, default=32, help="fine-tuning steps per curve")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="pool of fine-tuning tokens (prune runs; default: what the steps use, no repeats)")
+    p.add_argument("--batch-size", type=int, default=4, help="windows or facts per step")
+    p.add_argument("--eval-tokens", type=int, default=2048, help="tokens of each evaluation split (prune runs)")
+    p.add_argument("--hold", default="hooks", choices=["hooks", "surgery"], help="how removed units stay removed")
+    p.add_argument("--train", default="all", choices=["all", "mlp"], help="weights fine-tuned")
+    p.add_argument("--step", type=int, default=None, help="pruning step (default: best selectivity)")
+    p.add_argument("--corpus", default=None, help="fine-tuning corpus of prune runs (default: the forget corpus)")
+    p.add_argument("--facts", type=int, default=40, help="family facts to fine-tune on (subnet runs)")
+    p.add_argument("--sibling", default=None, help="sibling family of subnet runs, e.g. isa:plant.n.02")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_relearn)
 
     p = sub.add_parser("figures", help="regenerate the figures from real runs on the embedded model")
     p.add_argument("--out", default="figures")

@@ -16,6 +16,7 @@ view                       shows
 ``subnetwork_effect``      remaining-model perplexity and top-10 vs random masks
 ``training_curves``        subnetwork loss terms and sparsity per training step
 ``selection_curves``       validation figures the rule that picks the final mask reads
+``relearn_curves``         forget / retain metric vs fine-tuning steps after each removal
 =========================  ===============================================================
 
 ``make_figures(out_dir, budget)`` regenerates the documentation figures from real runs.
@@ -26,6 +27,7 @@ from circuitcut.plots.neurons import (
     top_activating_contexts,
 )
 from circuitcut.plots.pruning import drop_curves, pruning_curves
+from circuitcut.plots.robustness import relearn_curves
 from circuitcut.plots.subnetworks import (
     jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves, subnetwork_anatomy,
     subnetwork_effect, training_curves,
@@ -35,6 +37,6 @@ from circuitcut.plots.figures import make_figures, save_figure
 
 __all__ = [
     "NeuronContexts", "drop_curves", "importance_heatmap", "importance_scatter", "jaccard_matrix", "make_figures",
-    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "save_figure", "selection_curves",
+    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "relearn_curves", "save_figure", "selection_curves",
     "subnetwork_anatomy", "subnetwork_effect", "top_activating_contexts", "training_curves",
 ]
