@@ -11,8 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import circuitcut
 from circuitcut.models import embedded_checkpoint
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+from model_files import TOKENIZER_FILES
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import TOKENIZER_FILES
+from model_files import TOKENIZER_FILES
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import circuitcut

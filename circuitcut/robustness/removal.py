@@ -66,8 +66,7 @@ class Removal:
 
     def _hooks(self, model: TransformerBridge):
         if isinstance(self.mask, NeuronMask):
-            self.mask.check_model(model)
-            hooks = self.mask.hooks(next(model.parameters()).device)
+            hooks = self.mask.hooks(model)  # checks the model first
             return model.hooks(fwd_hooks=hooks) if hooks else nullcontext()
         return self.mask.removed(model)
 

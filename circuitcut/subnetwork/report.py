@@ -33,8 +33,8 @@ def format_report(metrics: dict) -> str:
             f"{name:22s} {before['n']:5d} {before['ppl']:9.2f} {after['ppl']:10.2f} {change['dppl']:+10.1f} "
             f"{rand['mean']:+11.1f} ± {rand['std']:6.1f} {first:+10.1f} {before['top10']:10.1f} {after['top10']:9.1f} {rand_top10:10.1f}"
         )
-    if "selection" in metrics:
-        sel = metrics["selection"]
+    sel = metrics.get("selection")
+    if sel and sel["validated"]:
         lines.append(f"mask chosen at step {sel['chosen_step']} by the validation rule "
                      f"({'met' if sel['rule_met'] else 'not met: the least violation'})")
     return "\n".join(lines)

@@ -58,9 +58,14 @@ class Selector:
         out["lm_ppl"] = evaluate_tokens(self.model, self.data.val_lm).perplexity
         return out
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the data has validation sets (data given by hand may have none: the last mask is then final)."""
+        return bool(self.data.val_kg) and self.data.val_lm is not None
+
     def measure_original(self) -> None:
         """The unmasked model's figures, the reference of every dPPL (call before any mask is set)."""
-        if self._original is None:
+        if self._original is None and self.enabled:
             self._original = self._measure()
 
     def validate(self, step: int, subnetwork: dict[str, Bool[Tensor, "..."]], masker) -> Validation:
@@ -87,6 +92,7 @@ class Selector:
             "rule": {"max_target_top10": c.max_target_top10, "max_control_dppl": c.max_control_dppl,
                      "max_lm_dppl": c.max_lm_dppl},
             "chosen_step": self.best.step if self.best else None,
+            "validated": self.enabled,
             "rule_met": bool(self.best and self.best.excess == 0),
             "validations": [asdict(r) for r in self.records],
         }

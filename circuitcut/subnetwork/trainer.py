@@ -87,7 +87,7 @@ class SubnetworkTrainer:
                             sampled=masks, previous=self._previous)
                         self.history.append({**record, **diagnostics})
                         bar.set_postfix(loss=f"{record['loss']:.3g}", sparsity=f"{record['sparsity']:.2f}%")
-                    if (step + 1) % c.validate_every == 0 or last:
+                    if self.selector.enabled and ((step + 1) % c.validate_every == 0 or last):
                         self.selector.validate(step + 1, self.scores.hard(), masker)
                     self.step = step + 1
                     if self.checkpoint is not None and ((step + 1) % c.checkpoint_every == 0 or last):

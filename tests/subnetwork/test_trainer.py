@@ -63,3 +63,13 @@ def test_bad_data_is_refused_before_training(tiny_model):
 
     with pytest.raises(ValueError, match="both TargetKG and ControlKG"):
         SubnetworkTrainer(tiny_model, tiny_config(), tiny_data(tiny_model, control=CONTROL + TARGET[:1]))
+
+
+def test_without_validation_data_the_last_mask_is_final(tiny_model):
+    data = tiny_data(tiny_model)
+    data.val_kg, data.val_lm = {}, None
+    trainer = SubnetworkTrainer(tiny_model, tiny_config(), data)
+    trainer.train(progress=False)
+    assert not trainer.selector.enabled and trainer.selector.records == []
+    assert all(torch.equal(m, trainer.scores.hard()[n]) for n, m in trainer.final_mask().items())
+    assert trainer.selector.summary()["validated"] is False
