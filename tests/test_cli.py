@@ -106,3 +106,23 @@ def test_prune_reports_files_read_in_the_fallback_encoding(tiny_model_dir, tmp_p
     assert f"forget corpus {docs}: 1 of 41 files" in out and "read as latin-1: old.h" in out
     notes = json.loads((tmp_path / "run" / "corpora.json").read_text())
     assert notes["retain"] == [] and "old.h" in notes["forget"][0]
+
+
+def test_subnet_takes_every_config_field_over_a_preset(monkeypatch, tmp_path):
+    import circuitcut.models
+    import circuitcut.subnetwork
+
+    seen = {}
+
+    def fake_find(model, config, out):
+        seen["config"] = config
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(circuitcut.models, "load_model", lambda *a, **k: None)
+    monkeypatch.setattr(circuitcut.subnetwork, "find_subnetwork", fake_find)
+    assert main(["subnet", "--preset", "paper", "--lr", "0.3", "--layers", "27-29", "--suppress-rank", "none",
+                 "--neuron-kinds", "mlp", "--suppression", "margin", "--out", str(tmp_path / "s")]) == 2
+    config = seen["config"]
+    assert (config.lr, config.layers, config.suppress_rank, config.neuron_kinds, config.suppression) == (
+        0.3, (27, 28, 29), None, ("mlp",), "margin")
+    assert (config.init_p, config.sparsity) == (0.45, "mean")  # the rest is the preset's
