@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 from circuitcut.subnetwork.selection import Selector
@@ -15,7 +17,8 @@ class Masker:
 
 def scripted(measurements):
     """A selector whose validation figures are given (original first), not measured."""
-    selector = Selector(model=None, data=None, config=tiny_config(max_target_top10=10, max_control_dppl=10, max_lm_dppl=5))
+    data = SimpleNamespace(val_kg={"target": None, "control": None}, val_lm=torch.zeros(1, 4))  # never read: scripted
+    selector = Selector(model=None, data=data, config=tiny_config(max_target_top10=10, max_control_dppl=10, max_lm_dppl=5))
     queue = iter(measurements)
     selector._measure = lambda: next(queue)
     selector.measure_original()
