@@ -115,7 +115,7 @@ def cmd_subnet(args) -> None:
     from circuitcut.runs import check_out_folder
     from circuitcut.subnetwork import find_subnetwork, format_report
 
-    check_out_folder(args.out)
+    check_out_folder(args.out, resume=args.resume)
     config = _subnetwork_config(args)
     model = _load(args)
     result = find_subnetwork(model, config, args.out)
@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p.add_argument("--preset", default="default", choices=sorted(PRESETS),
                    help="named settings the flags below override (paper: the paper's released code)")
-    p.add_argument("--out", default="runs/subnet", help="run folder (a run started again resumes)")
+    p.add_argument("--out", default="runs/subnet", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue (or, finished, load) the run in --out, as prune does")
     add_config_args(p, SubnetworkConfig)
     p.set_defaults(func=cmd_subnet)
 

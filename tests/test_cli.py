@@ -126,3 +126,11 @@ def test_subnet_takes_every_config_field_over_a_preset(monkeypatch, tmp_path):
     assert (config.lr, config.layers, config.suppress_rank, config.neuron_kinds, config.suppression) == (
         0.3, (27, 28, 29), None, ("mlp",), "margin")
     assert (config.init_p, config.sparsity) == (0.45, "mean")  # the rest is the preset's
+
+
+def test_subnet_continues_a_run_folder_only_with_resume(tmp_path, capsys):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert main(["subnet", "--out", str(folder)]) == 2
+    assert "already holds a run: pass --resume" in capsys.readouterr().err
