@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from circuitcut.cli import main
 from circuitcut.masks import NeuronMask
 from circuitcut.pruning import PruningResult
@@ -74,7 +76,9 @@ def test_an_out_path_that_is_a_file_is_refused_before_loading(tiny_model_dir, tm
         assert len(err) == 1 and "it is a file. Give a folder path" in err[0]
 
 
-def test_subnet_passes_the_flags_a_too_small_target_names(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.fixture()
+def subnet_config(monkeypatch):
+    """The config ``circuitcut subnet`` would run (no model is loaded, nothing is trained)."""
     import circuitcut.models
     import circuitcut.subnetwork
 
@@ -86,9 +90,13 @@ def test_subnet_passes_the_flags_a_too_small_target_names(tiny_model_dir, tmp_pa
 
     monkeypatch.setattr(circuitcut.models, "load_model", lambda *a, **k: None)
     monkeypatch.setattr(circuitcut.subnetwork, "find_subnetwork", fake_find)
+    return seen
+
+
+def test_subnet_passes_the_flags_a_too_small_target_names(tmp_path, subnet_config):
     assert main(["subnet", "--target", "isa:planet", "--min-target", "2", "--n-candidates", "50",
                  "--out", str(tmp_path / "s")]) == 2
-    assert (seen["config"].min_target, seen["config"].n_candidates) == (2, 50)
+    assert (subnet_config["config"].min_target, subnet_config["config"].n_candidates) == (2, 50)
 
 
 def test_prune_reports_files_read_in_the_fallback_encoding(tiny_model_dir, tmp_path, capsys):
@@ -108,21 +116,10 @@ def test_prune_reports_files_read_in_the_fallback_encoding(tiny_model_dir, tmp_p
     assert notes["retain"] == [] and "old.h" in notes["forget"][0]
 
 
-def test_subnet_takes_every_config_field_over_a_preset(monkeypatch, tmp_path):
-    import circuitcut.models
-    import circuitcut.subnetwork
-
-    seen = {}
-
-    def fake_find(model, config, out):
-        seen["config"] = config
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(circuitcut.models, "load_model", lambda *a, **k: None)
-    monkeypatch.setattr(circuitcut.subnetwork, "find_subnetwork", fake_find)
+def test_subnet_takes_every_config_field_over_a_preset(tmp_path, subnet_config):
     assert main(["subnet", "--preset", "paper", "--lr", "0.3", "--layers", "27-29", "--suppress-rank", "none",
                  "--neuron-kinds", "mlp", "--suppression", "margin", "--out", str(tmp_path / "s")]) == 2
-    config = seen["config"]
+    config = subnet_config["config"]
     assert (config.lr, config.layers, config.suppress_rank, config.neuron_kinds, config.suppression) == (
         0.3, (27, 28, 29), None, ("mlp",), "margin")
     assert (config.init_p, config.sparsity) == (0.45, "mean")  # the rest is the preset's
