@@ -13,7 +13,7 @@ from typing import Literal
 
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.runs import read_json
+from circuitcut.runs import differing_settings, read_json
 from circuitcut.sites import ModelShape, check_kinds
 from circuitcut.subnetwork.mask import GRANULARITIES, Granularity
 from circuitcut.subnetwork.neuron_masks import neuron_sites
@@ -211,11 +211,6 @@ class SubnetworkConfig:
             raise ValueError(f"Unknown subnetwork config fields: {sorted(unknown)}.")
         return cls(**data)
 
-    def differences(self, other: SubnetworkConfig) -> dict[str, tuple]:
-        """Field -> (this value, other value) wherever the two configs differ."""
-        mine, theirs = self.to_dict(), other.to_dict()
-        return {k: (v, theirs[k]) for k, v in mine.items() if theirs[k] != v}
-
     def resolved_layers(self, shape: ModelShape) -> tuple[int, ...]:
         layers = self.layers if self.layers is not None else tuple(range(shape.n_layers // 2, shape.n_layers))
         bad = [layer for layer in layers if not 0 <= layer < shape.n_layers]
@@ -260,7 +255,7 @@ def check_same_config(saved: SubnetworkConfig | None, asked: SubnetworkConfig, w
     """Refuse to continue a run (``where``: its folder or checkpoint) saved with another config,
     naming each setting that differs."""
     if saved is not None and saved != asked:
-        differ = "; ".join(f"{k}: saved {a!r}, asked {b!r}" for k, (a, b) in saved.differences(asked).items())
+        differ = "; ".join(differing_settings(saved.to_dict(), asked.to_dict()))
         raise ValueError(f"{where} holds a run with another config ({differ}); use another output folder "
                          "or the same settings.")
 

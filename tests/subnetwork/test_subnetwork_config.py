@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from circuitcut.runs import differing_settings
 from circuitcut.subnetwork import PRESETS, SubnetworkConfig, preset
 
 
@@ -37,7 +38,8 @@ def test_presets_and_sites(tiny_model):
     assert preset("default") == SubnetworkConfig() and set(PRESETS) >= {"default", "paper"}
     with pytest.raises(ValueError, match="Unknown preset 'papr': choose from default, paper"):
         preset("papr")
-    assert paper.differences(SubnetworkConfig(target="isa:food"))["lr"] == (0.2, SubnetworkConfig().lr)
+    assert f"lr: saved 0.2, asked {SubnetworkConfig().lr}" in differing_settings(
+        paper.to_dict(), SubnetworkConfig(target="isa:food").to_dict())
 
     sites = SubnetworkConfig(granularity="weight").sites(tiny_model)
     assert set(sites) == {f"blocks.1.{m}" for m in ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out")}
