@@ -18,6 +18,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data import kg
 from circuitcut.data.kg import KGBatch
+from circuitcut.data.wordnet import load_graph
 from circuitcut.robustness.examples import Facts, subjects
 from circuitcut.robustness.removal import Removal
 from circuitcut.robustness.source import SubnetRun
@@ -48,7 +49,7 @@ class FamilyConfig:
 
 def sibling_spec(target: str) -> str:
     """The largest other child of the target synset's first parent, as a spec of the same relation."""
-    graph = kg.load_graph()
+    graph = load_graph()
     spec = kg.parse_spec(target, graph)
     if spec.synset is None:
         raise ValueError(f"Target {target!r} names no WordNet synset, so it has no sibling: pass sibling='isa:...'.")
@@ -64,7 +65,7 @@ def known_family(
     model: TransformerBridge, spec: str, banned: set[str], config: FamilyConfig, isa_depth: int
 ) -> KGBatch:
     """Known facts of the family ``spec`` about subjects not in ``banned`` (lower case), encoded."""
-    graph = kg.load_graph()
+    graph = load_graph()
     parsed = kg.parse_spec(spec, graph)
     family = [t for t in kg.load_wordnet(isa_depth=isa_depth) if kg.in_target(t, parsed, graph)
               and t.head.lower() not in banned]
