@@ -27,7 +27,8 @@ from transformers import AutoModelForCausalLM
 import circuitcut
 from circuitcut.models import embedded_checkpoint
 from circuitcut.sites import ModelShape, hook_name
-from circuitcut.stats import NeuronStats, StatsHook, collect_stats, stats_hooks, stream
+from circuitcut.forward import stream
+from circuitcut.stats import NeuronStats, StatsHook, collect_stats, stats_hooks
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ and call :func:`setup` first; it joins the process group that ``torchrun`` descr
 environment and returns the device this rank should load its model on. Then
 
 * :func:`~circuitcut.stats.collect_stats` and :func:`~circuitcut.evaluate.evaluate_tokens` with
-  ``distributed=True`` shard the windows across ranks (:func:`shard`) and reduce the mergeable
+  ``across_ranks=True`` shard the windows across ranks (:func:`shard`) and reduce the mergeable
   results (sums and counts), so every rank returns the statistics / metrics of all the tokens;
 * :func:`~circuitcut.pruning.prune` does that on its own whenever a process group is up; only the
   main process (rank 0) writes the run folder and shows progress;
@@ -120,17 +120,6 @@ def broadcast_(tensors: list[Tensor], src: int = 0) -> list[Tensor]:
         dist.broadcast(buf, src=src)
         t.copy_(buf)
     return tensors
-
-
-def all_reduce_stats(stats):
-    """Sum a :class:`~circuitcut.stats.NeuronStats` (every running sum and the count) across ranks, in place."""
-    if not is_distributed():
-        return stats
-    tensors = [t for kind in stats.sums.values() for t in kind.tensors()]
-    count = torch.tensor([float(stats.count)], dtype=torch.float64)
-    all_reduce_([*tensors, count])
-    stats.count = int(count.item())
-    return stats
 
 
 def all_reduce_grads(params: Iterable[Tensor], weight: float | None = None) -> None:

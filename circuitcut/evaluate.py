@@ -15,7 +15,8 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.masks import Hook
-from circuitcut.stats import StatsHook, stream
+from circuitcut import distributed
+from circuitcut.forward import TokenHook, stream
 
 
 @dataclass
@@ -102,16 +103,16 @@ def evaluate_tokens(
     *,
     fwd_hooks: list[Hook] = (),
     skip_common: int = 50,
-    stat_hooks: list[tuple[str, StatsHook]] = (),
+    stat_hooks: list[tuple[str, TokenHook]] = (),
     batch_size: int = 8,
     progress: bool = False,
     desc: str = "evaluate",
-    distributed: bool = False,
+    across_ranks: bool = False,
 ) -> TokenMetrics:
     """Next-token metrics of the model (edited by ``fwd_hooks``) on ``tokens``.
 
     ``stat_hooks`` let the same forward passes collect neuron statistics as well. With
-    ``distributed=True`` (under ``torchrun``, see :mod:`circuitcut.distributed`) each rank scores
+    ``across_ranks=True`` (under ``torchrun``, see :mod:`circuitcut.distributed`) each rank scores
     its share of the windows and every rank returns the metrics of all of them (the common tokens
     are those of all the windows either way); ``stat_hooks`` then see this rank's share only.
 
@@ -119,17 +120,15 @@ def evaluate_tokens(
         >>> m = evaluate_tokens(model, windows)
         >>> m.top1, m.perplexity
     """
-    from circuitcut import distributed as dist
-
     tally = _Tally(common_tokens(tokens, skip_common))
-    if distributed:
-        tokens = dist.shard(tokens)
+    if across_ranks:
+        tokens = distributed.shard(tokens)
     stream(model, tokens, fwd_hooks=fwd_hooks, on_batch=tally, stat_hooks=stat_hooks,
-           batch_size=batch_size, desc=desc, progress=progress and dist.is_main_process())
-    if distributed:
+           batch_size=batch_size, desc=desc, progress=progress and distributed.is_main_process())
+    if across_ranks:
         device = next(model.parameters()).device
         # A clone: the sums were made under inference mode, which forbids later in-place updates.
         tally.sums = tally.sums.clone() if tally.sums is not None else torch.zeros(
             len(_COUNTS), dtype=torch.float64, device=device)
-        dist.all_reduce_([tally.sums])
+        distributed.all_reduce_([tally.sums])
     return tally.result()

@@ -343,7 +343,7 @@ def prune(
             st = NeuronStats.empty(run.shape, config.sites) if collect else None
             metrics.append(evaluate_tokens(model, tokens, fwd_hooks=hooks, skip_common=config.skip_common,
                                            stat_hooks=stats_hooks(st) if collect else (), batch_size=bs,
-                                           desc=f"evaluate {name}", distributed=parallel))
+                                           desc=f"evaluate {name}", across_ranks=parallel))
             if collect:
                 stats.append(finish_stats(st, distributed.shard(tokens), None, parallel))
         return metrics[0], metrics[1], tuple(stats) if collect else None
@@ -352,7 +352,7 @@ def prune(
         hooks = mask.hooks(model)
         splits = eval_splits if config.stats_on_eval else (("forget", data.forget_stats), ("retain", data.retain_stats))
         return tuple(collect_stats(model, tokens, config.sites, fwd_hooks=hooks, batch_size=bs,
-                                   desc=f"statistics {name}", distributed=parallel)
+                                   desc=f"statistics {name}", across_ranks=parallel)
                      for name, tokens in splits)
 
     methods: list[Method] = ["selective", "random"] if config.baseline else ["selective"]

@@ -16,6 +16,9 @@ With grouped-query attention (SmolLM2: 9 query heads, 3 key/value heads) one val
 Every per-neuron quantity in circuitcut (statistics, scores, masks) is stored per kind as a
 ``[n_layers, n_neurons]`` tensor with the layer's neurons flattened in hook order, so that
 ``neuron_index = head * d_head + dim`` for attention sites.
+
+Every site name, a neuron site's hook or a weight matrix (``blocks.L.mlp.in``), is
+``blocks.<layer>.<part>``; :func:`site_name` writes one and :func:`parse_site` reads one.
 """
 
 from __future__ import annotations
@@ -101,6 +104,28 @@ class ModelShape:
         return "\n".join(lines)
 
 
+def site_name(layer: int, part: str) -> str:
+    """``(15, "mlp.in")`` -> ``blocks.15.mlp.in``."""
+    return f"blocks.{layer}.{part}"
+
+
+def parse_site(name: str) -> tuple[int, str]:
+    """``blocks.15.mlp.in`` -> ``(15, "mlp.in")``."""
+    parts = name.split(".", 2) if isinstance(name, str) else []  # hook filters may be functions
+    if len(parts) != 3 or parts[0] != "blocks" or not parts[1].isdigit() or not parts[2]:
+        raise ValueError(f"'{name}' is not a site name of the form blocks.<layer>.<part>.")
+    return int(parts[1]), parts[2]
+
+
 def hook_name(kind: SiteKind, layer: int) -> str:
     """The HookedTransformer-style hook name of a site kind at a layer."""
-    return f"blocks.{layer}.{_HOOKS[kind]}"
+    return site_name(layer, _HOOKS[kind])
+
+
+def neuron_site(name: str) -> tuple[int, SiteKind]:
+    """``blocks.3.mlp.hook_post`` -> ``(3, "mlp")``; a ValueError for a name that is no neuron site."""
+    layer, part = parse_site(name)
+    for kind, hook in _HOOKS.items():
+        if part == hook:
+            return layer, kind  # type: ignore[return-value]
+    raise ValueError(f"'{name}' is not a neuron site.")

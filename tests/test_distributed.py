@@ -18,7 +18,8 @@ from circuitcut.evaluate import evaluate_tokens
 from circuitcut.masks import NeuronMask
 from circuitcut.pruning import PruningConfig, PruningData, PruningResult, prune
 from circuitcut.sites import ModelShape, hook_name
-from circuitcut.stats import NeuronStats, collect_stats, stats_hooks, stream
+from circuitcut.forward import stream
+from circuitcut.stats import NeuronStats, collect_stats, stats_hooks
 
 WORLD = 2
 KINDS = ["mlp", "attn_v"]
@@ -66,8 +67,8 @@ def _mask_gradient(model, tokens: torch.Tensor) -> torch.Tensor:
 def _run_all(model, data: dict, run_dir: Path) -> dict:
     """What the test compares: statistics, metrics, a pruning run and a mask gradient."""
     parallel = distributed.is_distributed()
-    stats = collect_stats(model, data["tokens"], KINDS, token_mask=data["mask"], batch_size=2, distributed=parallel)
-    metrics = evaluate_tokens(model, data["tokens"], skip_common=5, batch_size=2, distributed=parallel)
+    stats = collect_stats(model, data["tokens"], KINDS, token_mask=data["mask"], batch_size=2, across_ranks=parallel)
+    metrics = evaluate_tokens(model, data["tokens"], skip_common=5, batch_size=2, across_ranks=parallel)
     result = prune(model, PruningConfig(**PRUNING), data=data["pruning"], out_dir=run_dir, progress=False)
     return {
         "count": stats.count,
@@ -189,15 +190,15 @@ def test_early_stop_changes_nothing_but_the_work(tiny_model):
     stream(tiny_model, tokens, fwd_hooks=[(hook_name("attn_v", 1), lambda x, hook: seen.append(1))],
            stat_hooks=[], batch_size=2)
     assert len(seen) == 2  # the recording hook still ran on every batch
-    import circuitcut.stats as stats_module
+    import circuitcut.forward as forward_module
 
     calls = []
-    real = stats_module._stop_forward
-    stats_module._stop_forward = lambda *a, **k: (calls.append(1), real(*a, **k))
+    real = forward_module._stop_forward
+    forward_module._stop_forward = lambda *a, **k: (calls.append(1), real(*a, **k))
     try:
         early = collect_stats(tiny_model, tokens, KINDS, fwd_hooks=mask.hooks(tiny_model))
     finally:
-        stats_module._stop_forward = real
+        forward_module._stop_forward = real
     assert calls, "statistics without a logits consumer should stop after the last hooked site"
     for kind in KINDS:
         for a, b in zip(full.sums[kind].tensors(), early.sums[kind].tensors()):

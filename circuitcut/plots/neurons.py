@@ -18,7 +18,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut.masks import Hook, NeuronMask
 from circuitcut.plots._common import KIND_NOTES, PALETTE, compact, finish, layer_axis
 from circuitcut.sites import SiteKind, hook_name
-from circuitcut.stats import stream
+from circuitcut.forward import stream
 
 
 def neurons_per_layer(masks: NeuronMask | Mapping[str, NeuronMask], title: str | None = None) -> go.Figure:
