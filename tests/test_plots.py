@@ -10,7 +10,7 @@ from circuitcut.plots import (
     overlap_counts, overlap_per_layer, pruning_curves, save_figure, selection_curves, subnetwork_anatomy, subnetwork_effect,
     top_activating_contexts, training_curves,
 )
-from circuitcut.plots._common import as_units
+from circuitcut.overlap import as_units
 from circuitcut.pruning import PruningConfig, PruningResult, drop
 from circuitcut.sites import ModelShape, hook_name
 from circuitcut.subnetwork.mask import SubnetworkMask

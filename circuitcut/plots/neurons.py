@@ -15,10 +15,10 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.masks import Hook, NeuronMask
-from circuitcut.plots._common import KIND_NOTES, PALETTE, compact, finish, layer_axis
-from circuitcut.sites import SiteKind, hook_name
 from circuitcut.forward import stream
+from circuitcut.masks import Hook, NeuronMask
+from circuitcut.plots._common import PALETTE, compact, finish, layer_axis
+from circuitcut.sites import DESCRIPTIONS, SiteKind, hook_name
 
 
 def neurons_per_layer(masks: NeuronMask | Mapping[str, NeuronMask], title: str | None = None) -> go.Figure:
@@ -47,7 +47,7 @@ def neurons_per_layer(masks: NeuronMask | Mapping[str, NeuronMask], title: str |
     fig.update_xaxes(title_text="layer", row=2, col=1)
     fig.update_yaxes(title_text="neurons", row=1, col=1)
     fig.update_yaxes(title_text="% of layer", row=2, col=1)
-    notes = "<br>".join(f"{k}: {KIND_NOTES[k]}" for k in kinds)
+    notes = "<br>".join(f"{k}: {DESCRIPTIONS[k]}" for k in kinds)
     fig.add_annotation(text=notes, xref="paper", yref="paper", x=0, y=-0.16, showarrow=False,
                        align="left", xanchor="left", font_size=11)
     return finish(fig, title or f"Neurons removed per layer ({total})", barmode="group",
@@ -233,7 +233,7 @@ def neuron_contexts(contexts: NeuronContexts, title: str | None = None) -> go.Fi
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(dtick=1)
     fig.add_vrect(x0=-0.5, x1=0.5, line=dict(color="black", width=2))  # the peak column
-    note = f" — {KIND_NOTES[contexts.kind]}" if contexts.kind != "mlp" else ""
+    note = f" — {DESCRIPTIONS[contexts.kind]}" if contexts.kind != "mlp" else ""
     return finish(
         fig, title or f"What {contexts.kind} neuron {contexts.layer}.{contexts.neuron} does: "
                       f"its {_RANK_TITLES[contexts.rank_by]}{note}",

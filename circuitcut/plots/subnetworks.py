@@ -1,7 +1,7 @@
 """Views of unit sets (learned subnetworks, pruned neurons): where they sit, and how much two agree.
 
 Every view takes plain ``site name -> bool tensor`` mappings (``True`` = in the set), or anything
-:func:`~circuitcut.plots._common.as_units` turns into one: a learned subnetwork mask, a
+:func:`~circuitcut.overlap.as_units` turns into one: a learned subnetwork mask, a
 :class:`~circuitcut.masks.NeuronMask`. So a selective-pruning neuron set and a learned neuron mask
 compare directly, as long as they name the same sites.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from circuitcut.plots._common import (
-    PALETTE, UnitSet, as_units, chance_jaccard, finish, jaccard, overlap_by_layer, part_label, site,
-)
+from circuitcut.overlap import UnitSet, as_units, chance_jaccard, jaccard, overlap_by_layer
+from circuitcut.plots._common import PALETTE, finish, part_label
+from circuitcut.sites import parse_site
 
 
 def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.Figure:
@@ -29,7 +29,7 @@ def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.
     units = as_units(units)
     counts: dict[tuple[int, str], tuple[int, int]] = {}
     for name, m in units.items():
-        counts[site(name)] = (int(m.sum()), m.numel())
+        counts[parse_site(name)] = (int(m.sum()), m.numel())
     layers = sorted({layer for layer, _ in counts})
     parts = list(dict.fromkeys(part for _, part in sorted(counts, key=lambda lp: lp[0])))
     percent = np.full((len(layers), len(parts)), np.nan)

@@ -18,21 +18,13 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.masks import MaskMismatchError, NeuronMask, check_same_model, read_mask_file, save_mask_file
-from circuitcut.sites import ModelShape
+from circuitcut.overlap import jaccard_summary
+from circuitcut.sites import ModelShape, parse_site
 from circuitcut.subnetwork.neuron_masks import NeuronRemover, remove_neurons, to_neuron_mask
 from circuitcut.subnetwork.weight_masks import WeightRemover, remove_weights
 
 Granularity = Literal["weight", "neuron"]
 GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
-
-
-def site_layer(name: str) -> int:
-    return int(name.split(".")[1])
-
-
-def site_part(name: str) -> str:
-    """The site name without its layer: ``blocks.15.mlp.in`` -> ``mlp.in``."""
-    return name.split(".", 2)[2]
 
 
 def remover(
@@ -70,16 +62,16 @@ class SubnetworkMask:
     def per_layer(self) -> dict[int, dict]:
         counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         for n, m in self.subnetwork.items():
-            counts[site_layer(n)][0] += int(m.sum())
-            counts[site_layer(n)][1] += m.numel()
+            counts[parse_site(n)[0]][0] += int(m.sum())
+            counts[parse_site(n)[0]][1] += m.numel()
         return {layer: _size(*c) for layer, c in sorted(counts.items())}
 
     def per_part(self) -> dict[str, dict]:
         """Subnetwork size per matrix or neuron kind, summed over layers (``mlp.in``, ``attn.q`` ...)."""
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for n, m in self.subnetwork.items():
-            counts[site_part(n)][0] += int(m.sum())
-            counts[site_part(n)][1] += m.numel()
+            counts[parse_site(n)[1]][0] += int(m.sum())
+            counts[parse_site(n)[1]][1] += m.numel()
         return {part: _size(*c) for part, c in counts.items()}
 
     def summary(self) -> dict:
@@ -133,20 +125,7 @@ class SubnetworkMask:
         """Jaccard overlap |A & B| / |A | B| of two subnetworks, overall, per layer and per site."""
         if (other.shape, other.granularity, other.subnetwork.keys()) != (self.shape, self.granularity, self.subnetwork.keys()):
             raise MaskMismatchError("Only subnetworks of the same model, granularity and sites can be compared.")
-        inter: dict[int, int] = defaultdict(int)
-        union: dict[int, int] = defaultdict(int)
-        per_site = {}
-        for n, a in self.subnetwork.items():
-            b = other.subnetwork[n]
-            i, u = int((a & b).sum()), int((a | b).sum())
-            inter[site_layer(n)] += i
-            union[site_layer(n)] += u
-            per_site[n] = _ratio(i, u)
-        return {
-            "overall": _ratio(sum(inter.values()), sum(union.values())),
-            "per_layer": {layer: _ratio(inter[layer], union[layer]) for layer in sorted(inter)},
-            "per_site": per_site,
-        }
+        return jaccard_summary(self.subnetwork, other.subnetwork)
 
     # files ---------------------------------------------------------------------------------------
     def check_model(self, model: TransformerBridge) -> None:
@@ -168,7 +147,3 @@ class SubnetworkMask:
 
 def _size(n_subnetwork: int, n_units: int) -> dict:
     return {"subnetwork": n_subnetwork, "units": n_units, "percent": 100 * n_subnetwork / max(n_units, 1)}
-
-
-def _ratio(a: int, b: int) -> float:
-    return a / b if b else 1.0  # two empty subnetworks agree completely

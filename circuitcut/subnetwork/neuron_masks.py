@@ -13,21 +13,13 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.masks import NeuronMask, ScaleHook
-from circuitcut.sites import SITE_KINDS, ModelShape, SiteKind, check_kinds, hook_name
+from circuitcut.sites import SITE_KINDS, ModelShape, SiteKind, check_kinds, hook_name, neuron_site
 
 NEURON_KINDS: tuple[SiteKind, ...] = ("mlp", "attn_v")
 
 
 def neuron_sites(shape: ModelShape, layers: list[int], kinds=NEURON_KINDS) -> dict[str, tuple[int, ...]]:
     return {hook_name(k, layer): (shape.n_neurons(k),) for k in check_kinds(kinds) for layer in layers}
-
-
-def site_kind(name: str) -> SiteKind:
-    """The site kind of a neuron-site name (``blocks.3.mlp.hook_post`` -> ``mlp``)."""
-    for kind in SITE_KINDS:
-        if name == hook_name(kind, int(name.split(".")[1])):
-            return kind
-    raise ValueError(f"'{name}' is not a neuron site.")
 
 
 class NeuronRemover(AbstractContextManager):
@@ -40,7 +32,7 @@ class NeuronRemover(AbstractContextManager):
         self._stack = ExitStack()
 
     def _shaped(self, name: str, keep: Tensor) -> Tensor:
-        return keep.reshape(self.shape.neuron_shape(site_kind(name)))
+        return keep.reshape(self.shape.neuron_shape(neuron_site(name)[1]))
 
     def set_keep(self, keep: dict[str, Float[Tensor, " neuron"]]) -> None:
         for name, k in keep.items():
@@ -56,9 +48,10 @@ class NeuronRemover(AbstractContextManager):
 
 def to_neuron_mask(shape: ModelShape, subnetwork: dict[str, Bool[Tensor, " neuron"]]) -> NeuronMask:
     """The subnetwork as a :class:`NeuronMask` whose removed neurons are the subnetwork's."""
-    mask = NeuronMask.empty(shape, sorted({site_kind(n) for n in subnetwork}, key=SITE_KINDS.index))
+    mask = NeuronMask.empty(shape, sorted({neuron_site(n)[1] for n in subnetwork}, key=SITE_KINDS.index))
     for name, m in subnetwork.items():
-        mask.removed[site_kind(name)][int(name.split(".")[1])] = m.bool().cpu()
+        layer, kind = neuron_site(name)
+        mask.removed[kind][layer] = m.bool().cpu()
     return mask
 
 

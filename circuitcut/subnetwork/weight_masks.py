@@ -17,19 +17,17 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from transformer_lens.model_bridge import TransformerBridge
 
+from circuitcut.sites import parse_site, site_name
+
 MATRICES: tuple[str, ...] = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out")
-
-
-def site_name(layer: int, matrix: str) -> str:
-    return f"blocks.{layer}.{matrix}"
 
 
 def weight_module(model: TransformerBridge, name: str) -> nn.Module:
     """The module owning the weight of site ``name`` (the HF Linear behind the bridge component)."""
-    _, layer, *path = name.split(".")
-    module = model.blocks[int(layer)]
-    for part in path:
-        module = getattr(module, part)
+    layer, part = parse_site(name)
+    module = model.blocks[layer]
+    for attr in part.split("."):
+        module = getattr(module, attr)
     return getattr(module, "original_component", module)
 
 
