@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from circuitcut.data import kg
-from circuitcut.data.wordnet import LICENSE_FILE, load_graph, parse_data_line, shipped_path
+from build_wordnet import parse_data_line
+from circuitcut.data.wordnet import LICENSE_FILE, load_graph, shipped_path
 
 
 def known(triplet: kg.Triplet, rank: int = 1) -> kg.KnownTriplet:
