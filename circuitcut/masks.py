@@ -1,8 +1,11 @@
 """Neuron masks: which neurons are removed, applied as hooks or as weight surgery, saved with metadata.
 
 A :class:`NeuronMask` holds, per site kind, a ``Bool[Tensor, "layer neuron"]`` where ``True`` means
-*removed*. It becomes zero-ablation hook functions for ``model.hooks(...)`` / ``run_with_hooks``, or
-permanent edits of the weights; both give the same logits (tested). Both take the model and refuse
+*removed* (the polarity of a learned :class:`~circuitcut.subnetwork.SubnetworkMask` too). Both masks
+share their verbs: ``with mask.remaining(model):`` runs the model without the removed units,
+``mask.remove_from(model)`` removes them from the weights for good; both give the same logits
+(tested). A neuron mask also gives its zero-ablation hooks (``mask.hooks(model)``) for
+``model.hooks(...)`` / ``run_with_hooks``. Both take the model and refuse
 one of another name or shape first: a hook for layers 0-1 fits any model with that width and
 would edit the wrong model without a word.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -133,7 +137,17 @@ class NeuronMask:
         keep = {k: (~v).float().to(device) for k, v in self.removed.items() if v.any()}
         return scale_hooks(self.shape, keep)
 
-    def apply_to_weights(self, model: TransformerBridge) -> None:
+    def remaining(self, model: TransformerBridge) -> AbstractContextManager:
+        """Run the model without the removed neurons inside this context (hooks; weights untouched).
+
+        Example:
+            >>> with mask.remaining(model):
+            ...     logits = model(tokens)
+        """
+        hooks = self.hooks(model)
+        return model.hooks(fwd_hooks=hooks) if hooks else nullcontext()
+
+    def remove_from(self, model: TransformerBridge) -> None:
         """Remove the neurons from the model's weights, in place (see ``sites`` for which weights)."""
         self.check_model(model)
         with torch.no_grad():

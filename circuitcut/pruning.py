@@ -307,7 +307,7 @@ def prune(
     """Run selective pruning (and the random baseline) and return the history and masks.
 
     The model's weights are not changed: masks act through hooks. Apply a result permanently with
-    ``result.masks["selective"].apply_to_weights(model)``.
+    ``result.masks["selective"].remove_from(model)``.
 
     Under ``torchrun`` (after :func:`circuitcut.distributed.setup`) every rank takes its share of
     each token set, statistics and metrics are summed across ranks, every rank returns the same

@@ -22,10 +22,11 @@ def _random_mask(model, kinds, frac=0.3, seed=0):
 def test_hooks_and_weight_surgery_give_the_same_logits(tiny_model, kinds):
     tokens = torch.randint(0, 1000, (2, 12), generator=torch.Generator().manual_seed(0))
     mask = _random_mask(tiny_model, kinds)
+    with torch.inference_mode(), mask.remaining(tiny_model):
+        hooked = tiny_model(tokens)
     with torch.inference_mode():
         original = tiny_model(tokens)
-        hooked = tiny_model.run_with_hooks(tokens, fwd_hooks=mask.hooks(tiny_model))
-    mask.apply_to_weights(tiny_model)
+    mask.remove_from(tiny_model)
     with torch.inference_mode():
         cut = tiny_model(tokens)
     assert not torch.allclose(original, hooked, atol=1e-3)
@@ -68,7 +69,7 @@ def test_every_way_of_applying_a_mask_refuses_another_model_shape(tiny_model, ti
     mask = _random_mask(tiny_model, ["mlp"])
     mask.save(tmp_path / "mask.safetensors")
     other = _tiny_variant(tiny_model_dir, tmp_path / "other", **changes)
-    for apply in (mask.hooks, mask.apply_to_weights,
+    for apply in (mask.hooks, mask.remaining, mask.remove_from,
                   lambda model: NeuronMask.load(tmp_path / "mask.safetensors", model)):
         with pytest.raises(MaskMismatchError, match=r"was made for .*\(2 layers, d_model 64, d_mlp 96\) but the model"):
             apply(other)

@@ -124,7 +124,7 @@ def test_a_saved_mask_applies_to_a_freshly_loaded_model(tiny_model, tiny_model_d
     mask = NeuronMask.load(tmp_path / "selective_mask.safetensors", fresh)
     with torch.inference_mode():
         expected = tiny_model.run_with_hooks(data.forget_eval[:2], fwd_hooks=result.masks["selective"].hooks(tiny_model))
-    mask.apply_to_weights(fresh)
+    mask.remove_from(fresh)
     with torch.inference_mode():
         torch.testing.assert_close(fresh(data.forget_eval[:2]), expected, atol=1e-5, rtol=1e-4)
 

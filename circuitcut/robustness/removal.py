@@ -13,7 +13,7 @@ Any removal circuitcut makes (a selective-pruning :class:`~circuitcut.masks.Neur
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,28 +53,16 @@ class Removal:
             yield
             return
         if how == "hooks":
-            with self._hooks(model):
+            with self.mask.remaining(model):
                 yield
             return
-        frozen = surgery_pattern(model, self._surgery)
-        self._surgery(model)
+        frozen = surgery_pattern(model, self.mask.remove_from)
+        self.mask.remove_from(model)
         with ExitStack() as stack:
             for param, zero in frozen:
                 handle = param.register_hook(lambda grad, zero=zero: grad.masked_fill(zero, 0))
                 stack.callback(handle.remove)
             yield
-
-    def _hooks(self, model: TransformerBridge):
-        if isinstance(self.mask, NeuronMask):
-            hooks = self.mask.hooks(model)  # checks the model first
-            return model.hooks(fwd_hooks=hooks) if hooks else nullcontext()
-        return self.mask.removed(model)
-
-    def _surgery(self, model: TransformerBridge) -> None:
-        if isinstance(self.mask, NeuronMask):
-            self.mask.apply_to_weights(model)
-        else:
-            self.mask.remove_from(model)
 
 
 def surgery_pattern(model: TransformerBridge, surgery) -> list[tuple[nn.Parameter, Bool[Tensor, "..."]]]:

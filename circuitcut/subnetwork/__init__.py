@@ -5,7 +5,7 @@ Example:
     >>> from circuitcut.subnetwork import SubnetworkConfig, find_subnetwork, SubnetworkResult, compare
     >>> result = find_subnetwork(model, SubnetworkConfig(target="isa:animal"), "runs/animal")
     >>> result.metrics["change"]["target"]["dppl"]          # TargetKG whole-tail dPPL of the remaining model
-    >>> with result.mask.removed(model):                      # run the remaining model
+    >>> with result.mask.remaining(model):                    # run the remaining model
     ...     logits = model(tokens)
     >>> result.mask.remove_from(model)                        # or remove it from the weights for good
     >>> other = SubnetworkResult.load("runs/food", model)     # refuses a mask of another model

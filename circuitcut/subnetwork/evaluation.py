@@ -47,7 +47,7 @@ def kg_metrics(model: TransformerBridge, batch: KGBatch, batch_size: int = 64) -
 def evaluate_model(model: TransformerBridge, data: SubnetworkData, mask: SubnetworkMask | None = None) -> dict:
     """Metrics of the original model (``mask=None``) or of the model without ``mask``'s subnetwork."""
     out = {}
-    with mask.removed(model) if mask is not None else nullcontext():
+    with mask.remaining(model) if mask is not None else nullcontext():
         for name, batch in data.eval_kg.items():
             if len(batch):
                 out[name] = kg_metrics(model, batch)

@@ -1,7 +1,9 @@
 """A learned subnetwork as a hard mask: sizes, removal (temporary or permanent), random twins, overlap, files.
 
-``subnetwork[site]`` is ``True`` where a unit (weight or neuron) belongs to the subnetwork. The
-*remaining model* is the original with the subnetwork removed: every unit multiplied by ``1 - m``.
+``subnetwork[site]`` is ``True`` where a unit (weight or neuron) belongs to the subnetwork, which is
+what gets removed (``True`` = removed, as in :class:`~circuitcut.masks.NeuronMask`, with the same
+verbs ``remaining`` and ``remove_from``). The *remaining model* is the original with the subnetwork
+removed: every unit multiplied by ``1 - m``.
 """
 
 from __future__ import annotations
@@ -89,11 +91,11 @@ class SubnetworkMask:
     def keep(self, device: torch.device | str | None = None) -> dict[str, Float[Tensor, "..."]]:
         return {n: (~m).float().to(device) for n, m in self.subnetwork.items()}
 
-    def removed(self, model: TransformerBridge) -> AbstractContextManager:
+    def remaining(self, model: TransformerBridge) -> AbstractContextManager:
         """Run the *remaining* model inside this context; the model is restored afterwards.
 
         Example:
-            >>> with result.mask.removed(model):
+            >>> with result.mask.remaining(model):
             ...     logits = model(tokens)
         """
         self.check_model(model)

@@ -57,4 +57,4 @@ def to_neuron_mask(shape: ModelShape, subnetwork: dict[str, Bool[Tensor, " neuro
 
 def remove_neurons(model: TransformerBridge, subnetwork: dict[str, Bool[Tensor, " neuron"]]) -> None:
     """Permanent surgery: zero the weights the subnetwork's neurons own (see :mod:`circuitcut.sites`)."""
-    to_neuron_mask(ModelShape.of(model), subnetwork).apply_to_weights(model)
+    to_neuron_mask(ModelShape.of(model), subnetwork).remove_from(model)

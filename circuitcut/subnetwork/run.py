@@ -72,7 +72,7 @@ def find_subnetwork(
     Example:
         >>> result = find_subnetwork(model, SubnetworkConfig(target="isa:animal"), "runs/animal")
         >>> result.metrics["change"]["target"]["dppl"], result.mask.sparsity()
-        >>> with result.mask.removed(model):
+        >>> with result.mask.remaining(model):
         ...     model.generate("A dog is a kind of")
     """
     config = config or SubnetworkConfig()

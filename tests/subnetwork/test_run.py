@@ -83,7 +83,7 @@ def test_mask_for_another_model_is_refused(tiny_model, smollm2, tmp_path):
     with pytest.raises(MaskMismatchError, match="found on"):
         SubnetworkMask.load(tmp_path / "mask.safetensors", smollm2)
     with pytest.raises(MaskMismatchError, match="found on"):
-        mask.removed(smollm2)
+        mask.remaining(smollm2)
     assert SubnetworkMask.load(tmp_path / "mask.safetensors", tiny_model).n_subnetwork() == 0
 
 
