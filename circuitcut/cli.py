@@ -124,11 +124,13 @@ def cmd_subnet(args) -> None:
 
 
 def cmd_figures(args) -> None:
-    from circuitcut.plots import make_figures
+    from circuitcut.figures import make_figures
     from circuitcut.runs import check_out_folder
 
     check_out_folder(args.out)
-    make_figures(args.out, args.budget, png=not args.no_png)
+    runs = dict(item.split("=", 1) for item in args.subnetwork_run) or None
+    make_figures(args.out, args.budget, runs_dir=args.runs_dir, pruning_run=args.pruning_run,
+                 subnetwork_runs=runs, png=not args.no_png)
 
 
 def cmd_relearn(args) -> None:
@@ -233,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("figures", help="regenerate the figures from real runs on the embedded model")
     p.add_argument("--out", default="figures")
-    p.add_argument("--budget", default="full", choices=["full", "small"])
+    p.add_argument("--budget", default="full", choices=["full", "small"], help="small: minutes; numbers mean nothing")
+    p.add_argument("--runs-dir", help="where missing runs are made and kept (default: the circuitcut cache)")
+    p.add_argument("--pruning-run", help="a finished pruning run folder (feed-forward sites) to draw from")
+    p.add_argument("--subnetwork-run", action="append", default=[], metavar="LABEL=FOLDER",
+                   help="a finished subnetwork result folder; repeat for overlaps (the first is shown in detail)")
     p.add_argument("--no-png", action="store_true", help="HTML only (PNG export needs chromium)")
     _threads_arg(p)
     p.set_defaults(func=cmd_figures)

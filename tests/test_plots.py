@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from circuitcut.contexts import top_activating_contexts
 from circuitcut.masks import NeuronMask
 from circuitcut.plots import (
     drop_curves, importance_heatmap, importance_scatter, jaccard_matrix, neuron_contexts, neurons_per_layer,
     overlap_counts, overlap_per_layer, pruning_curves, save_figure, selection_curves, subnetwork_anatomy, subnetwork_effect,
-    top_activating_contexts, training_curves,
+    training_curves,
 )
 from circuitcut.overlap import as_units
 from circuitcut.pruning import PruningConfig, PruningResult, drop

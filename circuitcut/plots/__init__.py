@@ -8,7 +8,7 @@ view                       shows
 ``importance_scatter``     forget vs retain importance per neuron, pruned set ringed
 ``pruning_curves``         forget / retain accuracy and perplexity vs percent pruned
 ``drop_curves``            forget drop vs retain drop (selective and random)
-``neuron_contexts``        a neuron's top-activating contexts (``top_activating_contexts``)
+``neuron_contexts``        a neuron's top-activating contexts (``circuitcut.contexts``)
 ``subnetwork_anatomy``     subnetwork share per layer and weight matrix / neuron kind
 ``jaccard_matrix``         pairwise overlap of several subnetworks
 ``overlap_per_layer``      per-layer overlap of pairs, against the random-set level
@@ -19,24 +19,22 @@ view                       shows
 ``relearn_curves``         forget / retain metric vs fine-tuning steps after each removal
 =========================  ===============================================================
 
-``make_figures(out_dir, budget)`` regenerates the documentation figures from real runs.
+``save_figure(fig, out_dir, name)`` writes HTML and PNG; :mod:`circuitcut.figures` runs the experiments
+behind the documentation figures (``circuitcut figures``).
 """
 
-from circuitcut.plots.neurons import (
-    NeuronContexts, importance_heatmap, importance_scatter, neuron_contexts, neurons_per_layer,
-    top_activating_contexts,
-)
+from circuitcut.plots._common import save_figure
+from circuitcut.plots.neurons import importance_heatmap, importance_scatter, neuron_contexts, neurons_per_layer
 from circuitcut.plots.pruning import drop_curves, pruning_curves
 from circuitcut.plots.robustness import relearn_curves
 from circuitcut.plots.subnetworks import (
     jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves, subnetwork_anatomy,
     subnetwork_effect, training_curves,
 )
-from circuitcut.plots.figures import make_figures, save_figure
 
 
 __all__ = [
-    "NeuronContexts", "drop_curves", "importance_heatmap", "importance_scatter", "jaccard_matrix", "make_figures",
-    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "relearn_curves", "save_figure", "selection_curves",
-    "subnetwork_anatomy", "subnetwork_effect", "top_activating_contexts", "training_curves",
+    "drop_curves", "importance_heatmap", "importance_scatter", "jaccard_matrix", "neuron_contexts", "neurons_per_layer",
+    "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "relearn_curves", "save_figure",
+    "selection_curves", "subnetwork_anatomy", "subnetwork_effect", "training_curves",
 ]

@@ -1,6 +1,8 @@
-"""What every view shares: colours, titles and axes, layer axes that stay readable at 30 layers."""
+"""What every view shares: colours, titles and axes, layer axes that stay readable at 30 layers, files."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -37,3 +39,15 @@ def part_label(part: str) -> str:
 def compact(values: Tensor) -> np.ndarray:
     """float32 numpy: plotly writes it as base64, which keeps 46k-point HTML files small."""
     return values.detach().float().cpu().numpy()
+
+
+def save_figure(fig: go.Figure, out_dir: str | Path, name: str, png: bool = True) -> list[Path]:
+    """``name.html`` (plotly.js from the CDN, so a file stays small) and, unless ``png=False``, ``name.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.html"]
+    fig.write_html(paths[0], include_plotlyjs="cdn")
+    if png:
+        paths.append(out / f"{name}.png")
+        fig.write_image(paths[1], scale=1.5)
+    return paths
