@@ -5,7 +5,7 @@ results. ``circuitcut figures`` is the command line for :func:`make_figures`.
 
 Runs are kept in a folder (``runs_dir``, default ``~/.cache/circuitcut/figure-runs/<budget>``) and
 reused, so a second call only redraws. ``budget="small"`` shrinks every run with
-:func:`small_budget` (tiny token budgets and step counts): the same code path in minutes, for
+:func:`small_budget` (tiny token budgets and step counts): the same code path, fast, for
 tests and notebooks; its numbers mean nothing.
 """
 
@@ -54,7 +54,7 @@ CONTEXT_TOKENS = 16384
 
 
 def small_budget(config: Config) -> Config:
-    """The same run with tiny budgets (a minute on a laptop); for tests and ``CIRCUITCUT_SMALL=1``."""
+    """The same run with tiny budgets; for tests and ``CIRCUITCUT_SMALL=1``."""
     if isinstance(config, PruningConfig):
         return dataclasses.replace(config, steps=2, tokens=256)
     return dataclasses.replace(config, steps=3, n_candidates=40, control_candidates=100, n_target=5, min_target=2,

@@ -14,7 +14,7 @@ the commit point), so an interrupted run resumes where it stopped and ends with 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +29,7 @@ from circuitcut import distributed
 from circuitcut.data.corpora import corpus_notes, corpus_windows
 from circuitcut.evaluate import TokenMetrics, evaluate_tokens
 from circuitcut.masks import NeuronMask
-from circuitcut.runs import atomic_path, check_out_folder, check_same_settings, read_json, write_json
+from circuitcut.runs import atomic_path, check_out_folder, check_same_settings, config_from_dict, read_json, write_json
 from circuitcut.sites import ModelShape, SiteKind, check_kinds
 from circuitcut.special_tokens import window_prefix
 from circuitcut.stats import IMPORTANCES, Importance, NeuronStats, collect_stats, finish_stats, stats_hooks
@@ -116,8 +116,12 @@ class PruningConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> PruningConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "sites" else v) for k, v in data.items() if k in known})
+        """A config from ``to_dict`` or a run folder's ``config.json`` (its run settings dropped)."""
+        return config_from_dict(cls, data, recorded=RUN_SETTINGS)
+
+
+RUN_SETTINGS = ("model", "dtype", "window_prefix")
+"""What ``config.json`` records beside the config (see :func:`run_settings`)."""
 
 
 def run_settings(config: PruningConfig, model: TransformerBridge) -> dict:

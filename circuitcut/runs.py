@@ -1,6 +1,6 @@
 """Run folders: atomic writes, so an interrupted run never leaves a half-written file behind; checks of
-an output folder before anything slow runs; and the one way to say how a saved run differs from the
-one asked for."""
+an output folder before anything slow runs; configs read back from a folder; and the one way to say
+how a saved run differs from the one asked for."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 
@@ -46,6 +47,20 @@ def write_json(path: str | Path, data) -> None:
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
+
+
+def config_from_dict(cls, data: Mapping, recorded: tuple[str, ...] = ()):
+    """A config dataclass from its saved dict, as every config reads itself back.
+
+    Keys in ``recorded`` (what a run folder records beside the config, such as the model) are
+    dropped; any other key the class lacks is refused by name, so a misspelt field never passes
+    unnoticed.
+    """
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known - set(recorded)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} fields: {sorted(unknown)}. Known fields: {', '.join(sorted(known))}.")
+    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def check_out_folder(path: str | Path, *, holds: str = "config.json", resume: bool | None = None) -> Path:

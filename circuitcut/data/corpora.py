@@ -156,7 +156,7 @@ def corpus_size_tokens(corpus: str, tokenizer: PreTrainedTokenizerBase, split: S
 
     Exact up to ``SIZE_SAMPLE_CHARS`` characters. Larger ones are estimated from that many
     characters in evenly spaced slices of the text (within about 1%), because tokenizing all of
-    the 12 MB standard library takes 15 s or more. Cached per process.
+    the standard library is slow. Cached per process.
     """
     if split is None:
         return sum(corpus_size_tokens(corpus, tokenizer, s) for s in SPLITS)

@@ -19,7 +19,7 @@ command started again with the same settings resumes with the next curve.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +33,7 @@ from circuitcut.robustness.family import FamilyConfig, family_facts, generalisat
 from circuitcut.robustness.probe import probe
 from circuitcut.robustness.removal import HOLDS, Hold, Removal
 from circuitcut.robustness.source import PruneRun, SubnetRun, open_run
-from circuitcut.runs import read_json, write_json
+from circuitcut.runs import config_from_dict, read_json, write_json
 
 RESULT = "relearn.json"
 Trainable = Literal["all", "mlp"]
@@ -91,8 +91,7 @@ class RelearnConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> RelearnConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return config_from_dict(cls, data)
 
 
 @dataclass

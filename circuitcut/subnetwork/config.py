@@ -6,14 +6,13 @@ and one in a notebook are the same run.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.runs import differing_settings, read_json
+from circuitcut.runs import config_from_dict, differing_settings, read_json
 from circuitcut.sites import ModelShape, check_kinds
 from circuitcut.subnetwork.mask import GRANULARITIES, Granularity
 from circuitcut.subnetwork.neuron_masks import neuron_sites
@@ -33,7 +32,10 @@ class SubnetworkConfig:
 
     # what is masked -------------------------------------------------------------------------------
     target: str = "isa:animal"
-    """TargetKG: a relation and tail (``isa:animal``) whose known facts the remaining model must lose."""
+    """TargetKG, the known facts the remaining model must lose: ``<relation>:<synset>`` (facts whose tail
+    lies under the synset: ``isa:animal``, ``partof:vehicle``; a lemma means its first sense, or give a
+    name such as ``food.n.01`` or an 8-digit offset), ``any:<synset>`` (any relation),
+    ``relation:<Relation>`` (``relation:PartOf``) or ``tail:<word>``; checked before the model loads."""
     granularity: Granularity = "neuron"
     """``neuron`` (activations at ``neuron_kinds`` sites) or ``weight`` (every weight of ``matrices``)."""
     layers: tuple[int, ...] | None = None
@@ -205,11 +207,7 @@ class SubnetworkConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> SubnetworkConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"Unknown subnetwork config fields: {sorted(unknown)}.")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
     def resolved_layers(self, shape: ModelShape) -> tuple[int, ...]:
         layers = self.layers if self.layers is not None else tuple(range(shape.n_layers // 2, shape.n_layers))

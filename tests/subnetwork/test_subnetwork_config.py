@@ -27,7 +27,7 @@ def test_bad_settings_are_refused_clearly(tiny_model):
             SubnetworkConfig(**kwargs)
     with pytest.raises(ValueError, match="do not exist"):
         SubnetworkConfig(layers=(5,)).sites(tiny_model)
-    with pytest.raises(ValueError, match="Unknown subnetwork config fields"):
+    with pytest.raises(ValueError, match=r"Unknown SubnetworkConfig fields: \['stepz'\]"):
         SubnetworkConfig.from_dict({"stepz": 3})
 
 
