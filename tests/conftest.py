@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random Llama saved as a local checkpoint, and the bundled SmolLM2."""
+"""Shared fixtures: SmolLM2's tokenizer, a tiny random Llama saved as a local checkpoint with it, and
+the bundled SmolLM2 itself (``real`` tests only: dequantizing it is slow)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 import circuitcut
-from circuitcut.models import embedded_checkpoint
+from circuitcut.models import EMBEDDED, embedded_checkpoint
 from model_files import TOKENIZER_FILES
 
 
@@ -21,7 +22,22 @@ def smollm2_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """SmolLM2's tokenizer files, read from the GGUF file alone (the same files the dequantized
+    checkpoint holds), so that tiny-model tests never dequantize the weights."""
+    folder = tmp_path_factory.mktemp("smollm2-tokenizer")
+    gguf = EMBEDDED["smollm2"].gguf()
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir):
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
     """A 2-layer grouped-query Llama with SmolLM2's tokenizer, saved as a Hugging Face folder.
 
     Loading it goes through the same by-path loader users call, so that path is tested too.
@@ -42,8 +58,8 @@ def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
     config.architectures = ["LlamaForCausalLM"]
     LlamaForCausalLM(config).save_pretrained(folder)
     for name in TOKENIZER_FILES:
-        if (smollm2_dir / name).exists():
-            shutil.copy(smollm2_dir / name, folder / name)
+        if (tokenizer_dir / name).exists():
+            shutil.copy(tokenizer_dir / name, folder / name)
     return folder
 
 

@@ -43,6 +43,7 @@ def test_mask_round_trips_and_applies_to_a_fresh_model(tiny_model, tiny_model_di
     assert loaded.fraction()["mlp"] == pytest.approx(mask.fraction()["mlp"])
 
 
+@pytest.mark.real
 def test_a_mask_for_another_model_is_refused(tiny_model, smollm2, tmp_path):
     mask = _random_mask(smollm2, ["mlp"])
     mask.save(tmp_path / "smol.safetensors")

@@ -9,6 +9,7 @@ from circuitcut.models import ModelUnavailableError, embedded_checkpoint
 from circuitcut.sites import ModelShape
 
 
+@pytest.mark.real
 def test_bundled_model_bridge_matches_hugging_face(smollm2):
     tokens = smollm2.to_tokens("A dog is a kind of animal. The capital of France is Paris.")
     with torch.inference_mode():
@@ -17,6 +18,7 @@ def test_bundled_model_bridge_matches_hugging_face(smollm2):
     assert (bridge - hf).abs().max().item() < 1e-4
 
 
+@pytest.mark.real
 def test_bundled_model_exposes_hooked_transformer_sites(smollm2):
     shape = ModelShape.of(smollm2)
     assert (shape.n_layers, shape.d_mlp, shape.n_heads, shape.n_key_value_heads, shape.d_head) == (30, 1536, 9, 3, 64)
@@ -33,6 +35,7 @@ def test_bundled_model_exposes_hooked_transformer_sites(smollm2):
     assert seen == {"mlp.hook_post": (1, n, 1536), "attn.hook_v": (1, n, 3, 64), "attn.hook_z": (1, n, 9, 64)}
 
 
+@pytest.mark.real
 def test_bundled_model_knows_simple_facts(smollm2):
     tokens = smollm2.to_tokens("A dog is a kind of")
     with torch.inference_mode():
@@ -40,7 +43,7 @@ def test_bundled_model_knows_simple_facts(smollm2):
     assert smollm2.tokenizer.encode(" animal", add_special_tokens=False)[0] in top10.tolist()
 
 
-def test_killed_first_load_leaves_no_trusted_cache(tmp_path, monkeypatch, smollm2_dir):
+def test_killed_first_load_leaves_no_trusted_cache(tmp_path, monkeypatch):
     """A first load that dies while writing leaves only a staging folder, never the cache folder."""
     import circuitcut.models as models
 
@@ -83,6 +86,7 @@ def test_folder_without_checkpoint_is_refused(tmp_path):
         circuitcut.load_model(str(tmp_path))
 
 
+@pytest.mark.real
 def test_bundled_model_perplexity_on_prose_is_sane(smollm2):
     from circuitcut.data.corpora import corpus_windows
     from circuitcut.evaluate import evaluate_tokens

@@ -77,6 +77,7 @@ def test_data_seed_keeps_the_data_across_mask_seeds(tiny_model):
     assert SubnetworkConfig.from_dict(same_data[1].to_dict()) == same_data[1]
 
 
+@pytest.mark.real
 def test_mask_for_another_model_is_refused(tiny_model, smollm2, tmp_path):
     mask = SubnetworkMask(ModelShape.of(tiny_model), "neuron", {"blocks.1.mlp.hook_post": torch.zeros(96, dtype=torch.bool)})
     mask.save(tmp_path / "mask.safetensors")

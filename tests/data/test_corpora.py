@@ -10,7 +10,6 @@ from importlib import resources
 import datasets
 import pytest
 import torch
-from transformers import AutoTokenizer
 
 from circuitcut.data import corpora
 from circuitcut.data.corpora import (
@@ -24,11 +23,6 @@ from circuitcut.data.corpora import (
 )
 
 WORDS = ["apple", "river", "cloud", "stone", "music", "table", "green", "light", "paper", "horse"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer(smollm2_dir):
-    return AutoTokenizer.from_pretrained(smollm2_dir)
 
 
 def _marked_folder(root, n=40):
