@@ -100,8 +100,8 @@ class StatsHook:
     The four sums of a batch are taken in float32 on the activation's device (whatever the model's
     dtype) and added to a float64 running total kept on that device; :meth:`flush` moves the total
     into ``sums`` (on the CPU) once per collection, so a GPU run does no per-batch transfer.
-    :func:`stream` flushes its ``stat_hooks`` when it ends; call it yourself when using the hook
-    with ``model.hooks`` directly.
+    :func:`~circuitcut.forward.stream` flushes its ``stat_hooks`` when it ends; call it yourself
+    when using the hook with ``model.hooks`` directly.
     """
 
     def __init__(self, sums: SiteSums, layer: int):
