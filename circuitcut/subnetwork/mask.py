@@ -27,11 +27,13 @@ from circuitcut.subnetwork.weight_masks import WeightRemover, remove_weights
 
 Granularity = Literal["weight", "neuron"]
 GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
+Remover = WeightRemover | NeuronRemover
+"""A context that multiplies each site by ``keep`` (weights or activations), changed with ``set_keep``."""
 
 
 def remover(
     model: TransformerBridge, granularity: Granularity, keep: dict[str, Float[Tensor, "..."]]
-) -> WeightRemover | NeuronRemover:
+) -> Remover:
     """The context manager that multiplies each site by ``keep`` (weights or activations)."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"Unknown granularity '{granularity}': choose from {', '.join(GRANULARITIES)}.")

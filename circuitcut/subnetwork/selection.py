@@ -20,6 +20,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut.evaluate import evaluate_tokens
 from circuitcut.subnetwork.data import SubnetworkData
 from circuitcut.subnetwork.evaluation import kg_metrics
+from circuitcut.subnetwork.mask import Remover
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Selector:
         if self._original is None and self.enabled:
             self._original = self._measure()
 
-    def validate(self, step: int, subnetwork: dict[str, Bool[Tensor, "..."]], masker) -> Validation:
+    def validate(self, step: int, subnetwork: dict[str, Bool[Tensor, "..."]], masker: Remover) -> Validation:
         """Measure the remaining model without ``subnetwork`` (set through ``masker``) and offer it to the rule."""
         masker.set_keep({n: (~m).float() for n, m in subnetwork.items()})
         now, orig = self._measure(), self._original

@@ -24,7 +24,7 @@ from circuitcut.runs import atomic_path
 from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config
 from circuitcut.subnetwork.data import SubnetworkData
 from circuitcut.subnetwork.diagnostics import Push, diagnose
-from circuitcut.subnetwork.mask import remover
+from circuitcut.subnetwork.mask import Remover, remover
 from circuitcut.subnetwork.objective import Reference, kg_logits, kl_to_reference, reference, suppression, tail_rank, topk_kl
 from circuitcut.subnetwork.parametrize import MaskScores
 from circuitcut.subnetwork.schedules import learning_rate, noise_scale, sparsity_weight
@@ -100,7 +100,7 @@ class SubnetworkTrainer:
         chosen = self.selector.best_mask if self.selector.best_mask is not None else self.scores.hard()
         return {n: m.cpu() for n, m in chosen.items()}
 
-    def _train_step(self, step: int, ref: Reference, masker) -> tuple[dict[str, Tensor], dict]:
+    def _train_step(self, step: int, ref: Reference, masker: Remover) -> tuple[dict[str, Tensor], dict]:
         c, data, gen = self.config, self.data, self.generator
         lr = learning_rate(step, c.steps, c.lr, c.warmup, c.lr_schedule)
         for group in self.optimizer.param_groups:
