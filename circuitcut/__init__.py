@@ -5,7 +5,8 @@ The public API, one name per job (each has a runnable example in its docstring):
 - :func:`load_model`: a TransformerLens ``TransformerBridge``, offline for the embedded default.
 - :func:`corpus_windows`: token windows of a named corpus, with disjoint stats/eval splits.
 - :func:`collect_stats`: streaming per-neuron statistics collected by hooks.
-- :class:`NeuronMask`: removed neurons, as hooks or weight surgery, saved with the model shape.
+- :class:`NeuronMask`: removed neurons, ``remaining(model)`` as hooks or ``remove_from(model)`` as weight
+  surgery, saved with the model shape.
 - :class:`PruningConfig`, :func:`prune`, :class:`PruningResult`: selective pruning.
 - :class:`SubnetworkConfig`, :func:`find_subnetwork`, :class:`SubnetworkResult`: knowledge-critical
   subnetworks.
