@@ -28,16 +28,18 @@ from circuitcut.models import cache_dir, load_model
 from circuitcut.plots import save_figure
 from circuitcut.plots.neurons import importance_heatmap, importance_scatter, neuron_contexts, neurons_per_layer
 from circuitcut.plots.pruning import drop_curves, percent_pruned, pruning_curves
+from circuitcut.plots.robustness import family_generalisation, relearn_curves
 from circuitcut.plots.subnetworks import (
     DATASET_LABELS, jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves,
     subnetwork_anatomy, subnetwork_effect, training_curves,
 )
 from circuitcut.pruning import PruningConfig, PruningResult, prune
+from circuitcut.robustness import FamilyConfig, RelearnConfig, RelearnResult, relearn
 from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult, find_subnetwork, results_table
 
 Budget = Literal["full", "small"]
 BUDGETS: tuple[Budget, ...] = ("full", "small")
-Config = TypeVar("Config", PruningConfig, SubnetworkConfig)
+Config = TypeVar("Config", PruningConfig, SubnetworkConfig, RelearnConfig)
 
 PRUNING = PruningConfig(forget="python", retain="prose", sites=("mlp",), importance="abs", steps=5, frac=0.02,
                         tokens=8192)
@@ -49,6 +51,10 @@ SUBNETWORK_RUNS = {"animal": ("isa:animal", 0), "food": ("isa:food.n.01", 0), "v
                    "vehicle, seed 1": ("isa:vehicle.n.01", 1)}
 """Label -> (target, mask seed): three targets under two mask seeds each, on the same facts (every run samples
 its facts with seed 0), to tell target overlap from seed noise. All go into ``SUBNETWORKS.md``."""
+RELEARN = RelearnConfig()
+"""Relearning behind the figures (``circuitcut relearn``'s defaults), after the pruning run's best step and
+after the subnetworks of the first ``RELEARN_TARGETS`` targets."""
+RELEARN_TARGETS = 2
 CONTEXT_TOKENS = 16384
 """Tokens searched for a neuron's top-activating contexts."""
 
@@ -57,6 +63,9 @@ def small_budget(config: Config) -> Config:
     """The same run with tiny budgets; for tests and ``CIRCUITCUT_SMALL=1``."""
     if isinstance(config, PruningConfig):
         return dataclasses.replace(config, steps=2, tokens=256)
+    if isinstance(config, RelearnConfig):
+        return dataclasses.replace(config, steps=2, eval_tokens=128,
+                                   facts=FamilyConfig(n_facts=4, candidates=40, random_seeds=1))
     return dataclasses.replace(config, steps=3, n_candidates=40, control_candidates=100, n_target=5, min_target=2,
                                n_control=8, n_control_val=4, n_control_new=4, control_batch=6, lm_pool_tokens=128,
                                window=64, lm_batch=2, val_lm_tokens=128, eval_lm_tokens=128, random_seeds=1,
@@ -71,17 +80,18 @@ def sized(config: Config, budget: Budget) -> Config:
 
 def find_subnetworks(
     model: TransformerBridge, budget: Budget, runs_dir: Path, log: Callable[[str], None] = print
-) -> dict[str, SubnetworkResult]:
-    """Find (or, from a finished run folder, load) each subnetwork of ``SUBNETWORK_RUNS``."""
-    results = {}
+) -> dict[str, Path]:
+    """Find (or find finished) each subnetwork of ``SUBNETWORK_RUNS``: label -> its run folder."""
+    folders = {}
     for label, (target, seed) in SUBNETWORK_RUNS.items():
         folder = runs_dir / f"subnetwork-{target.replace(':', '-')}-seed{seed}"
         config = sized(dataclasses.replace(SUBNETWORK, target=target, seed=seed, data_seed=0), budget)
         try:
-            results[label] = find_subnetwork(model, config, folder)
+            find_subnetwork(model, config, folder)
+            folders[label] = folder
         except KGError as err:  # too few known facts for this target on this model: draw the others
             log(f"subnetwork '{label}' skipped: {err}")
-    return results
+    return folders
 
 
 Figures = dict[str, tuple[go.Figure, str]]
@@ -196,6 +206,53 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
     return figures
 
 
+def relearn_runs(
+    model: TransformerBridge, pruning_folder: Path, folders: dict[str, Path], subnetworks: dict[str, SubnetworkResult],
+    config: RelearnConfig,
+) -> dict[str, RelearnResult]:
+    """:func:`~circuitcut.robustness.relearn` on the pruning run and on the first subnetwork of each of the
+    first ``RELEARN_TARGETS`` targets (finished curves are read back from each folder's relearn.json)."""
+    results = {"pruning": relearn(model, pruning_folder, config)}
+    targets = {}
+    for label, result in subnetworks.items():
+        targets.setdefault(result.config.target, label)
+    for label in list(targets.values())[:RELEARN_TARGETS]:
+        results[label] = relearn(model, folders[label], config)
+    return results
+
+
+def relearn_figures(relearned: dict[str, RelearnResult]) -> Figures:
+    """One relearning figure per run, and family generalisation across the subnetworks."""
+    figures = {}
+    for label, result in relearned.items():
+        recovery = result.recovery()
+        told = "; ".join(f"{name} {_recovered(r)}" for name, r in recovery.items())
+        what = "the best step of selective pruning" if label == "pruning" else f"the learned {label} subnetwork"
+        figures[f"relearn_{label.replace(' ', '_').replace(',', '')}"] = (relearn_curves(result), (
+            f"Fine-tuning on held-out forget data ({result.config.steps} steps of {result.config.batch_size}, lr "
+            f"{result.config.lr:g}) with {what} held in place, against random removal of the same size and the "
+            f"original model; steps to regain half of what was lost ({result.metric}): {told}."))
+    reports = {label: r.generalisation for label, r in relearned.items() if r.generalisation is not None}
+    if reports:
+        figures["family_generalisation"] = (family_generalisation(reports), (
+            "Top-10 of each subnetwork's remaining model on its training facts, on known facts of the same family "
+            "about other subjects, and on a sibling family, against random masks of the same size: "
+            + "; ".join(_generalised(label, r) for label, r in reports.items()) + "."))
+    return figures
+
+
+def _recovered(r: dict) -> str:
+    return f"step {r['step']} ({r['tokens']} tokens)" if r["step"] is not None else r.get("note", "")
+
+
+def _generalised(label: str, report: dict) -> str:
+    parts = []
+    for name, orig in report["original"].items():
+        learned, rand = report["learned"][name]["top10"], report["random"][name]["top10"]
+        parts.append(f"{name} {orig['top10']:.0f} -> {learned:.0f}% (random {rand['mean']:.0f} ± {rand['std']:.0f}%)")
+    return f"{label}: " + ", ".join(parts)
+
+
 def make_figures(
     out_dir: str | Path = "figures",
     budget: Budget = "full",
@@ -218,19 +275,22 @@ def make_figures(
     model = model or load_model("smollm2")
     runs = Path(runs_dir) if runs_dir is not None else cache_dir() / "figure-runs" / budget
     start = time.perf_counter()
+    pruning_folder = Path(pruning_run) if pruning_run is not None else runs / "pruning-mlp"
     if pruning_run is not None:
-        pruning = PruningResult.load(pruning_run, model)
+        pruning = PruningResult.load(pruning_folder, model)
     else:
-        pruning = prune(model, sized(PRUNING, budget), out_dir=runs / "pruning-mlp", resume=True)
+        pruning = prune(model, sized(PRUNING, budget), out_dir=pruning_folder, resume=True)
     log(f"pruning run: {time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
-    if subnetwork_runs is not None:
-        subnetworks = {label: SubnetworkResult.load(folder, model) for label, folder in subnetwork_runs.items()}
-    else:
-        subnetworks = find_subnetworks(model, budget, runs, log)
+    folders = ({label: Path(f) for label, f in subnetwork_runs.items()} if subnetwork_runs is not None
+               else find_subnetworks(model, budget, runs, log))
+    subnetworks = {label: SubnetworkResult.load(folder, model) for label, folder in folders.items()}
     log(f"subnetwork runs: {time.perf_counter() - start:.0f} s")
+    start = time.perf_counter()
+    relearned = relearn_runs(model, pruning_folder, folders, subnetworks, sized(RELEARN, budget))
+    log(f"relearning: {time.perf_counter() - start:.0f} s")
     figures = {**pruning_figures(model, pruning, CONTEXT_TOKENS if budget == "full" else 512),
-               **subnetwork_figures(subnetworks, pruning)}
+               **subnetwork_figures(subnetworks, pruning), **relearn_figures(relearned)}
     for name, (fig, _) in figures.items():
         start = time.perf_counter()
         save_figure(fig, out_dir, name, png=png)

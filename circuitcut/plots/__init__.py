@@ -17,6 +17,7 @@ view                       shows
 ``training_curves``        subnetwork loss terms and sparsity per training step
 ``selection_curves``       validation figures the rule that picks the final mask reads
 ``relearn_curves``         forget / retain metric vs fine-tuning steps after each removal
+``family_generalisation``  a subnetwork's effect on other facts of its family and a sibling family
 =========================  ===============================================================
 
 ``save_figure(fig, out_dir, name)`` writes HTML and PNG; :mod:`circuitcut.figures` runs the experiments
@@ -26,7 +27,7 @@ behind the documentation figures (``circuitcut figures``).
 from circuitcut.plots._common import save_figure
 from circuitcut.plots.neurons import importance_heatmap, importance_scatter, neuron_contexts, neurons_per_layer
 from circuitcut.plots.pruning import drop_curves, pruning_curves
-from circuitcut.plots.robustness import relearn_curves
+from circuitcut.plots.robustness import family_generalisation, relearn_curves
 from circuitcut.plots.subnetworks import (
     jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves, subnetwork_anatomy,
     subnetwork_effect, training_curves,
@@ -34,7 +35,7 @@ from circuitcut.plots.subnetworks import (
 
 
 __all__ = [
-    "drop_curves", "importance_heatmap", "importance_scatter", "jaccard_matrix", "neuron_contexts", "neurons_per_layer",
-    "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "relearn_curves", "save_figure",
+    "drop_curves", "family_generalisation", "importance_heatmap", "importance_scatter", "jaccard_matrix",
+    "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "relearn_curves", "save_figure",
     "selection_curves", "subnetwork_anatomy", "subnetwork_effect", "training_curves",
 ]

@@ -45,3 +45,26 @@ def relearn_curves(result: RelearnResult, title: str | None = None) -> go.Figure
     return finish(fig, title or f"Relearning after removal: {what}; {config.batch_size} "
                   f"{'windows' if run.get('kind') == 'prune' else 'facts'} per step, lr {config.lr:g}, "
                   f"{config.recover:.0%} recovery dotted", legend=dict(orientation="h", y=-0.2))
+
+
+def family_generalisation(reports: dict[str, dict], metric: str = "top10") -> go.Figure:
+    """Per subnetwork (one panel each), the remaining model's ``metric`` on each fact set (training facts,
+    other facts of the family, a sibling family) for the original model, the learned mask and random
+    masks of the same size (mean, with the standard deviation over seeds as error bars).
+
+    ``reports``: label -> :func:`~circuitcut.robustness.generalisation` report.
+    """
+    fig = make_subplots(rows=1, cols=len(reports), subplot_titles=list(reports), horizontal_spacing=0.08)
+    for col, report in enumerate(reports.values(), start=1):
+        names = list(report["original"])
+        rand = [report["random"][n][metric] for n in names]
+        bars = (("original", [report["original"][n][metric] for n in names], None),
+                ("learned", [report["learned"][n][metric] for n in names], None),
+                ("random", [r["mean"] for r in rand], [r["std"] for r in rand]))
+        for name, values, errors in bars:
+            fig.add_bar(x=names, y=values, name=name, legendgroup=name, showlegend=col == 1, row=1, col=col,
+                        marker_color=COLORS[name], error_y=None if errors is None else dict(array=errors),
+                        hovertemplate=f"{name}, %{{x}}: %{{y:.1f}}<extra></extra>")
+    fig.update_yaxes(title_text=LABELS.get(metric, metric), row=1, col=1)
+    return finish(fig, "Does the removal generalise to the rest of the family?", barmode="group",
+                  legend=dict(orientation="h", y=-0.25))

@@ -16,7 +16,7 @@ from circuitcut.cli import main
 from circuitcut.data import kg
 from circuitcut.data.kg import Triplet
 from circuitcut.masks import MaskMismatchError, NeuronMask
-from circuitcut.plots import relearn_curves
+from circuitcut.plots import family_generalisation, relearn_curves
 from circuitcut.pruning import PruningConfig, prune
 from circuitcut.robustness import (
     Facts, FamilyConfig, OverlapError, build_task, RelearnConfig, RelearnResult, RelearnTask, Removal, Windows, eval_steps,
@@ -245,6 +245,10 @@ def test_relearn_a_subnetwork_on_other_facts_of_its_family_with_generalisation(t
     probe = result.probe
     assert probe["layers"] == [1] and probe["n_positive"] == 10 and probe["n_negative"] == 10
     assert 0 <= probe["learned"][1] <= 100 and len(probe["random"][1]["values"]) == 2
+    bars = {t.name: t for t in family_generalisation({"animal": report, "again": report}).data}
+    assert list(bars["learned"].x) == list(report["original"])
+    assert list(bars["learned"].y) == [report["learned"][n]["top10"] for n in report["original"]]
+    assert list(bars["random"].error_y.array) == [report["random"][n]["top10"]["std"] for n in report["original"]]
 
 
 def test_the_probe_reads_a_linear_attribute_and_not_noise():
