@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
+from circuitcut.subnetwork.evaluation import percent
 from circuitcut.subnetwork.selection import Selector
 from subnetwork_helpers import tiny_config
 
@@ -57,3 +58,12 @@ def test_without_a_mask_in_bounds_the_least_violation_wins():
     for step, n_in in ((1, 10), (2, 20), (3, 30)):
         selector.validate(step, mask(n_in), Masker())
     assert selector.best.step == 2 and selector.best.excess == 10.0 and not selector.summary()["rule_met"]
+
+
+def test_top10_is_exact_so_two_of_twenty_meets_a_10_percent_bound():
+    rank = torch.tensor([3, 7] + [50] * 18)
+    assert percent(rank <= 10) == 10.0  # a float32 mean gives 10.000000149, which the rule refused
+    original = {"target_top10": 100.0, "control_ppl": 10.0, "lm_ppl": 20.0}
+    selector = scripted([original, dict(target_top10=percent(rank <= 10), control_ppl=10.0, lm_ppl=20.0)])
+    selector.validate(1, mask(5), Masker())
+    assert selector.summary()["rule_met"]
