@@ -16,12 +16,13 @@ Example:
 from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig, preset, saved_config
 from circuitcut.subnetwork.data import SubnetworkData, build_data
 from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
-from circuitcut.subnetwork.report import format_report, results_table
+from circuitcut.subnetwork.report import GOALS, format_report, missed_goals, results_table
 from circuitcut.subnetwork.mask import SubnetworkMask
 from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork
 from circuitcut.subnetwork.trainer import SubnetworkTrainer
 
 __all__ = [
+    "GOALS",
     "PRESETS",
     "SubnetworkConfig",
     "SubnetworkData",
@@ -34,6 +35,7 @@ __all__ = [
     "evaluate_subnetwork",
     "find_subnetwork",
     "format_report",
+    "missed_goals",
     "preset",
     "results_table",
     "saved_config",

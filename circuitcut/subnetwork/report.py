@@ -55,12 +55,34 @@ def _top10(metrics: dict, name: str) -> str:
     return f"{metrics['original'][name]['top10']:.0f} → {metrics['remaining'][name]['top10']:.0f}"
 
 
+GOALS = {"sparsity %": (">=", 97.0), "target top-10 %": ("<=", 10.0), "paraphrased top-10 %": ("<=", 10.0),
+         "TargetKG dPPL %": (">=", 100.0), "ControlKG never seen dPPL %": ("<=", 10.0), "ControlLM dPPL %": ("<=", 5.0)}
+"""What a knowledge-critical subnetwork should reach on the embedded model (issue 10's bounds)."""
+
+
+def missed_goals(metrics: dict) -> list[str]:
+    """The :data:`GOALS` a run misses, each with its value."""
+    after = metrics["remaining"]
+    values = {"sparsity %": metrics["sparsity"], "target top-10 %": after["target"]["top10"],
+              "paraphrased top-10 %": after.get("target_paraphrase", {}).get("top10"),
+              "TargetKG dPPL %": metrics["change"]["target"]["dppl"],
+              "ControlKG never seen dPPL %": metrics["change"].get("control_new", {}).get("dppl"),
+              "ControlLM dPPL %": metrics["change"].get("lm", {}).get("dppl")}
+    missed = []
+    for name, (sign, bound) in GOALS.items():
+        value = values[name]
+        if value is not None and (value < bound if sign == ">=" else value > bound):
+            missed.append(f"{name} {value:.1f}")
+    return missed
+
+
 def results_table(results: dict[str, SubnetworkResult]) -> str:
     """A markdown table, one row per run: sparsity, target top-10, each dataset's dPPL (random masks of the
-    same size in brackets: mean ± sd over seeds), the selection rule's choice and the run's time."""
+    same size in brackets: mean ± sd over seeds), the selection rule's choice, the goals missed and the
+    run's time."""
     head = ("| run | units | sparsity % | target top-10 % | paraphrased top-10 % | TargetKG dPPL % | TargetKG 1st-token dPPL % "
             "| paraphrased dPPL % | ControlKG trained dPPL % | ControlKG never seen dPPL % | never seen, paraphrased % "
-            "| ControlLM dPPL % | chosen step | minutes |")
+            "| ControlLM dPPL % | chosen step | goals missed | minutes |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for label, r in results.items():
         m, c = r.metrics, r.config
@@ -72,5 +94,5 @@ def results_table(results: dict[str, SubnetworkResult]) -> str:
             f"| {m['change']['target'].get('dppl_first', float('nan')):+.1f} | {_dppl(m, 'target_paraphrase')} "
             f"| {_dppl(m, 'control')} | {_dppl(m, 'control_new')} | {_dppl(m, 'control_new_paraphrase')} "
             f"| {_dppl(m, 'lm')} | {sel.get('chosen_step')}{'' if sel.get('rule_met') else ' (rule not met)'} "
-            f"| {minutes:.0f} |")
+            f"| {', '.join(missed_goals(m)) or 'none'} | {minutes:.0f} |")
     return "\n".join(lines)

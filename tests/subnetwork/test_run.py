@@ -11,6 +11,7 @@ from circuitcut.masks import MaskMismatchError
 from circuitcut.sites import ModelShape
 from circuitcut.subnetwork import (
     SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, build_data, find_subnetwork, format_report,
+    missed_goals,
 )
 from circuitcut.subnetwork.data import _other_templates, _split
 from subnetwork_helpers import CONTROL, TARGET, isa_batch, tiny_config, tiny_data
@@ -115,3 +116,14 @@ def test_short_run_on_smollm2(smollm2, tmp_path):
     assert {"target", "control", "lm"} == set(result.metrics["random"]["change"])
     assert all(torch.equal(p, before[n]) for n, p in smollm2.named_parameters() if n in before)
     assert not any(parametrize.is_parametrized(m) for m in smollm2.modules())
+
+
+def test_missed_goals_name_each_bound_a_run_misses_with_its_value():
+    def metrics(target_top10, control_new, sparsity=99.7):
+        return {"sparsity": sparsity,
+                "remaining": {"target": {"top10": target_top10}, "target_paraphrase": {"top10": 5.0}},
+                "change": {"target": {"dppl": 250.0}, "control_new": {"dppl": control_new}, "lm": {"dppl": 0.3}}}
+
+    assert missed_goals(metrics(10.0, 10.0)) == []  # the bounds are inclusive
+    assert missed_goals(metrics(25.0, 12.5, sparsity=96.0)) == [
+        "sparsity % 96.0", "target top-10 % 25.0", "ControlKG never seen dPPL % 12.5"]
