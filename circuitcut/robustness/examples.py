@@ -50,16 +50,26 @@ class Windows:
         m = evaluate_tokens(model, self.tokens, batch_size=self.batch_size)
         return {"top1": m.top1, "top10": m.top10, "loss": m.loss, "ppl": m.perplexity, "n": m.n_tokens}
 
+    def disjoint_from(self, *others: Windows) -> Windows:
+        """The windows of ``self`` that share no :data:`SPAN`-token span with any of ``others``."""
+        shared = set(self._sharing(*others))
+        return Windows(self.tokens[[i for i in range(len(self)) if i not in shared]], self.batch_size)
+
     def check_disjoint(self, other: Windows, names: tuple[str, str]) -> None:
         """Refuse when any window of ``self`` shares a :data:`SPAN`-token span with ``other``."""
-        seen = _spans(other.tokens)
-        shared = [i for i, row in enumerate(self.tokens) if _spans(row[None]) & seen]
+        shared = self._sharing(other)
         if shared:
             raise OverlapError(
                 f"{len(shared)} of {len(self)} {names[0]} windows share a {SPAN}-token span with the {names[1]} "
                 f"windows: fine-tuning on them would teach the test. Fine-tune on text from the other split "
                 f"(the run's statistics split) or another corpus."
             )
+
+
+    def _sharing(self, *others: Windows) -> list[int]:
+        """Indices of the windows of ``self`` that share a :data:`SPAN`-token span with one of ``others``."""
+        seen = set().union(*(_spans(o.tokens) for o in others))
+        return [i for i, row in enumerate(self.tokens) if _spans(row[None]) & seen]
 
 
 def _spans(tokens: Int[Tensor, "n pos"]) -> set[tuple[int, ...]]:

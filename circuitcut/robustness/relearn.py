@@ -119,17 +119,22 @@ def build_task(model: TransformerBridge, run: PruneRun | SubnetRun, config: Rele
         return RelearnTask(facts["family_heldout"], facts["target"], Facts(run.eval_kg["control"]), "top10", facts)
     rc = run.config
     corpus = config.corpus or rc.forget
-    # The run scored neurons on the first windows of the stats split: fine-tune on the ones after.
-    skip = rc.tokens // rc.window if corpus == rc.forget else 0
-    pool = config.tokens or config.steps * config.batch_size * rc.window
-    train = corpus_windows(corpus, model.tokenizer, n_tokens=(skip * rc.window) + pool, window=rc.window,
-                           split="stats", seed=rc.seed)[skip:]
 
     def evaluation(name: str) -> Windows:
         return Windows(corpus_windows(name, model.tokenizer, n_tokens=config.eval_tokens, window=rc.window,
                                       split="eval", seed=rc.seed), rc.batch_size)
 
-    return RelearnTask(Windows(train), evaluation(rc.forget), evaluation(rc.retain), "top1")
+    forget, retain = evaluation(rc.forget), evaluation(rc.retain)
+    # The run scored neurons on the first windows of the stats split: fine-tune on the ones after. The
+    # same snippet can sit in documents of both splits, so spare windows replace those that share a span
+    # with an evaluation window.
+    skip = rc.tokens // rc.window if corpus == rc.forget else 0
+    n_train = (config.tokens or config.steps * config.batch_size * rc.window) // rc.window
+    spare = max(8, n_train // 8)
+    drawn = corpus_windows(corpus, model.tokenizer, n_tokens=(skip + n_train + spare) * rc.window, window=rc.window,
+                           split="stats", seed=rc.seed)[skip:]
+    train = Windows(drawn).disjoint_from(forget, retain)
+    return RelearnTask(Windows(train.tokens[:n_train]), forget, retain, "top1")
 
 
 def eval_steps(steps: int) -> list[int]:

@@ -201,6 +201,10 @@ def test_a_finetuning_set_overlapping_an_evaluation_split_is_refused(tiny_model,
         relearn(tiny_model, prune_run, RelearnConfig(**SMALL), task=RelearnTask(
             Windows(leaky), task.forget, task.retain, "top1"), progress=False)
     assert not (prune_run / "relearn.json").exists()  # refused before anything ran
+    # A built fine-tuning set drops such windows itself (a snippet repeated in both splits is not a leak
+    # of the run's making): only the leaky window goes.
+    kept = Windows(leaky).disjoint_from(task.forget, task.retain)
+    assert torch.equal(kept.tokens, task.train.tokens[:3])
     # Facts: the same subject under another wording counts as overlap.
     target = kg.encode(tiny_model.tokenizer, [Triplet("dog", "IsA", "animal")], template="isa_kind")
     train = kg.encode(tiny_model.tokenizer, [Triplet("cat", "IsA", "mammal"), Triplet("dog", "IsA", "canine")],
