@@ -242,6 +242,11 @@ def relearn(
     else:
         run = open_run(run, model, step=config.step)
     result = _open_result(run, config)
+    removals = [Removal("original", None), *run.removals(config.seed)]
+    todo = [r for r in removals if r.name not in result.curves]
+    finished = not todo and (isinstance(run, PruneRun) or result.generalisation is not None)
+    if finished and task is None:
+        return result  # read back: nothing to score or fine-tune again
     task = task or build_task(model, run, config)
     task.check()
     result.metric = task.metric
@@ -249,8 +254,6 @@ def relearn(
         result.generalisation = generalisation(model, run, config.facts, task.family)
         result.probe = probe(model, run, task.family, random_seeds=config.facts.random_seeds, seed=config.seed)
         result.save(run.folder)
-    removals = [Removal("original", None), *run.removals(config.seed)]
-    todo = [r for r in removals if r.name not in result.curves]
     bar = tqdm(total=len(removals) * config.steps, initial=(len(removals) - len(todo)) * config.steps,
                desc="relearn", disable=not progress)
     snapshot = [p.detach().clone() for p in model.parameters()]
