@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -40,8 +42,9 @@ def relearn_curves(result: RelearnResult, title: str | None = None) -> go.Figure
     fig.update_xaxes(title_text="fine-tuning steps")
     fig.update_yaxes(title_text=label, row=1, col=1)
     run, config = result.run, result.config
-    what = (f"step {run['step']} of {run['folder']}" if run.get("kind") == "prune"
-            else f"subnetwork {run.get('target')} ({run.get('folder')})")
+    folder = Path(str(run.get("folder"))).name  # the run's name; its full path would not fit (nor travel)
+    what = (f"step {run['step']} of {folder}" if run.get("kind") == "prune"
+            else f"subnetwork {run.get('target')} ({folder})")
     return finish(fig, title or f"Relearning after removal: {what}; {config.batch_size} "
                   f"{'windows' if run.get('kind') == 'prune' else 'facts'} per step, lr {config.lr:g}, "
                   f"{config.recover:.0%} recovery dotted", legend=dict(orientation="h", y=-0.2))
