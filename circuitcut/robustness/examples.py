@@ -16,7 +16,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data.kg import TEMPLATE_BY_NAME, KGBatch, score_pairs
-from circuitcut.evaluate import evaluate_tokens
+from circuitcut.evaluate import evaluate_tokens, percent
 
 SPAN = 32
 """Token windows overlap when they share a span of this many tokens: long enough that licence
@@ -98,8 +98,8 @@ class Facts:
     def evaluate(self, model: TransformerBridge) -> dict:
         scores = score_pairs(model, self.batch, self.batch_size)
         return {
-            "top1": 100 * (scores.rank <= 1).float().mean().item(),
-            "top10": 100 * (scores.rank <= 10).float().mean().item(),
+            "top1": percent(scores.rank <= 1),
+            "top10": percent(scores.rank <= 10),
             "ppl_tail": math.exp(-scores.tail_logprob.mean().item()),
             "median_rank": scores.rank.float().median().item(),
             "n": len(self.batch),

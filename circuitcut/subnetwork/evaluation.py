@@ -16,23 +16,15 @@ import statistics
 from contextlib import nullcontext
 
 import torch
-from jaxtyping import Bool
-from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data.kg import KGBatch, score_pairs
-from circuitcut.evaluate import evaluate_tokens
+from circuitcut.evaluate import evaluate_tokens, percent
 from circuitcut.subnetwork.data import SubnetworkData
 from circuitcut.subnetwork.mask import SubnetworkMask
 
 #: metrics whose relative change is reported, and the name of that change
 _CHANGES = {"ppl": "dppl", "ppl_first": "dppl_first", "top1": "dtop1", "top10": "dtop10"}
-
-
-def percent(hits: Bool[Tensor, " n"]) -> float:
-    """Percent of rows that hit, exact in float64 (a float32 mean makes 2 of 20 into 10.000000149, which
-    the selection rule's "at most 10 %" would refuse)."""
-    return 100 * int(hits.sum()) / hits.numel()
 
 
 @torch.inference_mode()
