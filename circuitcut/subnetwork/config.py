@@ -135,7 +135,7 @@ class SubnetworkConfig:
     """Steps between validations of the evaluation mask; the final mask is one of these."""
     max_target_top10: float = 10.0
     """Rule: at most this percent of validation target rows (training facts on their other training
-    template) may keep the tail in the top 10..."""
+    templates, counting the rows the original model ranks in its top 10) may keep the tail in the top 10..."""
     max_control_dppl: float = 10.0
     """...validation ControlKG whole-tail dPPL at most this percent..."""
     max_lm_dppl: float = 5.0

@@ -67,3 +67,21 @@ def test_top10_is_exact_so_two_of_twenty_meets_a_10_percent_bound():
     selector = scripted([original, dict(target_top10=percent(rank <= 10), control_ppl=10.0, lm_ppl=20.0)])
     selector.validate(1, mask(5), Masker())
     assert selector.summary()["rule_met"]
+
+
+def test_target_check_counts_only_rows_the_original_model_knows(monkeypatch):
+    """Rows the original model never ranked in its top 10 must not count as suppressed."""
+    import circuitcut.subnetwork.selection as selection
+
+    ranks = iter([torch.tensor([3, 50, 5, 200]), torch.tensor([20, 50, 5, 200]), torch.tensor([20, 50, 30, 200])])
+    monkeypatch.setattr(selection, "score_pairs", lambda model, batch: SimpleNamespace(rank=next(ranks)))
+    monkeypatch.setattr(selection, "kg_metrics", lambda model, batch: {"ppl": 10.0})
+    monkeypatch.setattr(selection, "evaluate_tokens", lambda model, tokens: SimpleNamespace(perplexity=20.0))
+    data = SimpleNamespace(val_kg={"target": None, "control": None}, val_lm=torch.zeros(1, 4))
+    selector = Selector(model=None, data=data, config=tiny_config(max_target_top10=10, max_control_dppl=10, max_lm_dppl=5))
+    selector.measure_original()
+    assert selector._original["target_top10"] == 100.0  # the two known rows, not 50 % of four
+    first = selector.validate(1, mask(5), Masker())
+    assert first.target_top10 == 50.0 and first.excess == 40.0  # one of the two known rows still in the top 10
+    assert selector.validate(2, mask(5), Masker()).excess == 0
+    assert selector.summary()["target_rows"] == {"known": 2, "all": 4}
