@@ -2,7 +2,8 @@
 
 * training: the target facts on their chosen template, ``n_control`` control facts, a ControlLM pool;
 * validation (the rule that picks the final mask, :mod:`~circuitcut.subnetwork.selection`): the
-  target facts on their *other* training templates (never trained on), ``n_control_val`` further
+  target facts on their *other* training templates (never trained on; the rule counts the rows the
+  original model ranks in its top 10), ``n_control_val`` further
   control facts, ControlLM windows after the training pool;
 * evaluation (the reported numbers): the target facts on their chosen and held-out paraphrase
   templates, the training control facts and ``n_control_new`` control facts never seen before, each
