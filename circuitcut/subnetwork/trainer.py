@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut import distributed
+from circuitcut.evaluate import percent
 from circuitcut.runs import atomic_path
 from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config
 from circuitcut.subnetwork.data import SubnetworkData
@@ -124,7 +125,7 @@ class SubnetworkTrainer:
             logits = kg_logits(self.model, batch)
             tail = batch.tail_token.to(logits.device)
             terms["suppression"] = suppression(logits, tail, c.suppression, c.suppress_rank)
-            record["target_top10"] = 100 * float((tail_rank(logits.detach(), tail) <= 10).float().mean())
+            record["target_top10"] = percent(tail_rank(logits.detach(), tail) <= 10)
             (c.suppression_weight * terms["suppression"]).backward()
         if c.control_kg_weight:
             logits = kg_logits(self.model, data.control[control])
