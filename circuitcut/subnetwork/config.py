@@ -235,8 +235,8 @@ PRESETS: dict[str, dict] = {
     "paper": dict(neuron_kinds=("mlp", "attn_v"), steps=500, lr=0.2, lr_schedule="constant", warmup=0.1, init_p=0.45,
                   noise_end=1.0, suppression="uniform", suppress_rank=None, suppression_weight=1.5, sparsity="mean",
                   sparsity_start=2.0, sparsity_end=3.0, control_kg_weight=1.0, control_lm_weight=1.0),
-    "unlikely": dict(steps=200, suppression="unlikely", suppress_rank=20, sparsity_start=0.002, sparsity_end=0.004, control_kg_weight=1.0,
-                     control_lm_weight=1.0),
+    "unlikely": dict(steps=200, suppression="unlikely", suppress_rank=20, sparsity_start=0.002, sparsity_end=0.004,
+                     control_kg_weight=1.0, control_lm_weight=1.0),
 }
 """Named settings on top of the defaults. ``paper``: the values of the paper's released code, as circuitcut
 used them before its own defaults (a mean sparsity term, init just below the threshold, constant lr

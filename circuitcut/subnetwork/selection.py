@@ -104,8 +104,7 @@ class Selector:
             "chosen_step": self.best.step if self.best else None,
             "validated": self.enabled,
             "rule_met": bool(self.best and self.best.excess == 0),
-            "target_rows": {"known": int(self._known.sum()) if self._known is not None else None,
-                            "all": len(self._known) if self._known is not None else None},
+            "target_rows": None if self._known is None else {"known": int(self._known.sum()), "all": len(self._known)},
             "validations": [asdict(r) for r in self.records],
         }
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from circuitcut.subnetwork.evaluation import percent
+from circuitcut.evaluate import percent
 from circuitcut.subnetwork.selection import Selector
 from subnetwork_helpers import tiny_config
 
