@@ -201,6 +201,13 @@ class SubnetworkConfig:
         """The seed that picks the facts and ControlLM windows."""
         return self.seed if self.data_seed is None else self.data_seed
 
+    @property
+    def units(self) -> str:
+        """What is masked, in words: ``mlp neurons``, ``weights of all matrices``."""
+        if self.granularity == "neuron":
+            return f"{'+'.join(self.neuron_kinds)} neurons"
+        return f"weights of {'all matrices' if set(self.matrices) == set(MATRICES) else '+'.join(self.matrices)}"
+
     def kg_key(self) -> dict:
         """The settings that decide the KG facts (scoring them is the slow part of building data)."""
         names = ("target", "isa_depth", "n_candidates", "control_candidates", "n_target", "min_target", "n_control",
@@ -237,12 +244,15 @@ PRESETS: dict[str, dict] = {
                   sparsity_start=2.0, sparsity_end=3.0, control_kg_weight=1.0, control_lm_weight=1.0),
     "unlikely": dict(steps=200, suppression="unlikely", suppress_rank=20, sparsity_start=0.002, sparsity_end=0.004,
                      control_kg_weight=1.0, control_lm_weight=1.0),
+    "weights": dict(granularity="weight", sparsity_start=3e-4, sparsity_end=6e-4),
 }
 """Named settings on top of the defaults. ``paper``: the values of the paper's released code, as circuitcut
 used them before its own defaults (a mean sparsity term, init just below the threshold, constant lr
 0.2, suppression to uniform that never stops). ``unlikely``: circuitcut's previous defaults (the tail's
 unlikelihood with weak maintenance), whose masks were critical but kept a quarter of the target facts in
-the top 10."""
+the top 10. ``weights``: weight masks over every matrix of the top half, with a sparsity weight near the 99th
+percentile of the margin's push per weight at the original model (a weight is pushed far less than a neuron:
+the neuron defaults would keep every weight out of the subnetwork)."""
 
 
 def preset(name: str, **overrides) -> SubnetworkConfig:

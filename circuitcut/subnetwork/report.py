@@ -89,7 +89,7 @@ def results_table(results: dict[str, SubnetworkResult]) -> str:
         sel = m.get("selection", {})
         minutes = sum(m.get("seconds", {}).get(k, 0) for k in ("data", "train", "evaluate")) / 60
         lines.append(
-            f"| {label} | {c.granularity} {'+'.join(c.neuron_kinds) if c.granularity == 'neuron' else 'all matrices'} "
+            f"| {label} | {c.units} "
             f"| {m['sparsity']:.2f} | {_top10(m, 'target')} | {_top10(m, 'target_paraphrase')} | {_dppl(m, 'target')} "
             f"| {m['change']['target'].get('dppl_first', float('nan')):+.1f} | {_dppl(m, 'target_paraphrase')} "
             f"| {_dppl(m, 'control')} | {_dppl(m, 'control_new')} | {_dppl(m, 'control_new_paraphrase')} "

@@ -41,6 +41,10 @@ def test_presets_and_sites(tiny_model):
     assert f"lr: saved 0.2, asked {SubnetworkConfig().lr}" in differing_settings(
         paper.to_dict(), SubnetworkConfig(target="isa:food").to_dict())
 
+    assert (preset("weights").granularity, preset("weights").units) == ("weight", "weights of all matrices")
+    assert SubnetworkConfig(granularity="weight", matrices=("mlp.out",)).units == "weights of mlp.out"
+    assert SubnetworkConfig(neuron_kinds=("mlp", "attn_v")).units == "mlp+attn_v neurons"
+
     sites = SubnetworkConfig(granularity="weight").sites(tiny_model)
     assert set(sites) == {f"blocks.1.{m}" for m in ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out")}
     assert sites["blocks.1.mlp.out"] == (64, 96)
