@@ -138,3 +138,11 @@ def percent(hits: Bool[Tensor, " n"]) -> float:
     """Percent of rows that hit, exact in float64 (a float32 mean makes 2 of 20 into 10.000000149, which
     the selection rule's "at most 10 %" would refuse)."""
     return 100 * int(hits.sum()) / hits.numel()
+
+
+def sparsity_text(sparsity: float) -> str:
+    """Sparsity in percent with two significant digits of what is in the subnetwork: ``99.65``, or
+    ``99.9988`` for a few hundred of 53 million weights, which two decimals would round to ``100.00``."""
+    inside = 100 - sparsity
+    decimals = 2 if inside <= 0 else max(2, 1 - math.floor(math.log10(inside)))
+    return f"{sparsity:.{decimals}f}"

@@ -24,6 +24,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut.contexts import top_activating_contexts
 from circuitcut.data.corpora import corpus_windows
 from circuitcut.data.kg import KGError
+from circuitcut.evaluate import sparsity_text
 from circuitcut.models import cache_dir, load_model
 from circuitcut.plots import save_figure
 from circuitcut.plots.neurons import importance_heatmap, importance_scatter, neuron_contexts, neurons_per_layer
@@ -179,11 +180,11 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
     figures = {
         "subnetwork_effect": (subnetwork_effect(first.metrics), (
             f"Removing the learned {first.config.target} subnetwork ({first.config.steps} steps, sparsity "
-            f"{first.mask.sparsity():.2f}%, whole-tail dPPL): {_changes(first.metrics)}; target top-10 "
+            f"{sparsity_text(first.mask.sparsity())}%, whole-tail dPPL): {_changes(first.metrics)}; target top-10 "
             f"{first.metrics['original']['target']['top10']:.0f}% -> {first.metrics['remaining']['target']['top10']:.0f}%.")),
         "subnetwork_training": (training_curves(first.history), (
             f"Loss terms and sparsity while learning the {first.config.target} mask; sparsity of the evaluation "
-            f"mask at the last step {first.history[-1]['sparsity']:.2f}%.")),
+            f"mask at the last step {sparsity_text(first.history[-1]['sparsity'])}%.")),
         "subnetwork_selection": (selection_curves(first.metrics), (
             f"The validation figures the selection rule reads for {first.config.target}; it chose step "
             f"{first.metrics['selection']['chosen_step']} "

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 import torch
 
-from circuitcut.evaluate import _Tally, common_tokens, evaluate_tokens
+from circuitcut.evaluate import _Tally, common_tokens, evaluate_tokens, sparsity_text
 
 
 def _naive(logits, tokens, k_common):
@@ -67,3 +67,9 @@ def test_common_tokens_break_ties_by_token_id():
     tokens = torch.tensor([[0, 9, 9, 9, 30, 30, 7, 7, 5, 5, 2, 2]])
     assert common_tokens(tokens, 3).tolist() == [9, 2, 5]
     assert common_tokens(tokens, 50).tolist() == [9, 2, 5, 7, 30]
+
+
+def test_sparsity_text_keeps_two_digits_of_what_is_left():
+    assert sparsity_text(99.6484) == "99.65"  # 81 of 23,040 neurons
+    assert sparsity_text(99.99884) == "99.9988"  # 616 of 53 million weights, not "100.00"
+    assert (sparsity_text(80.3), sparsity_text(100.0)) == ("80.30", "100.00")

@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from circuitcut.evaluate import sparsity_text
 from circuitcut.overlap import UnitSet, as_units, chance_jaccard, jaccard, overlap_by_layer
 from circuitcut.plots._common import PALETTE, finish, part_label
 from circuitcut.sites import parse_site
@@ -51,7 +52,7 @@ def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.
     fig.update_xaxes(title_text="weight matrix / neuron kind", row=1, col=1)
     fig.update_xaxes(title_text="units (weights or neurons)", row=1, col=2)
     return finish(fig, title or f"Where the subnetwork sits: {total_in:,} of {total:,} units "
-                                f"({100 * total_in / max(total, 1):.2f}%, sparsity {100 - 100 * total_in / max(total, 1):.2f}%)",
+                                f"({100 * total_in / max(total, 1):.2f}%, sparsity {sparsity_text(100 - 100 * total_in / max(total, 1))}%)",
                   height=max(420, 24 * len(layers) + 160))
 
 
@@ -182,7 +183,7 @@ def subnetwork_effect(metrics: dict, title: str | None = None) -> go.Figure:
     fig.update_xaxes(title_text="dataset", tickangle=0)
     target = metrics.get("target", "")
     sparsity = metrics.get("sparsity")
-    size = f", sparsity {sparsity:.2f}%" if sparsity is not None else ""
+    size = f", sparsity {sparsity_text(sparsity)}%" if sparsity is not None else ""
     return finish(fig, title or f"Removing the subnetwork for {target}{size}: learned vs random", barmode="group",
                   height=500, width=1150, legend=dict(orientation="h", y=-0.3, x=0), margin=dict(b=150))
 

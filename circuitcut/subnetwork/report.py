@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 
+from circuitcut.evaluate import sparsity_text
 from circuitcut.subnetwork.run import SubnetworkResult
 
 
@@ -19,7 +20,7 @@ def format_report(metrics: dict) -> str:
     nan = {"mean": float("nan"), "std": float("nan")}
     seeds = metrics["random"]["per_seed"]
     lines = [
-        f"target {metrics.get('target', '?')} on {metrics['model']}: sparsity {metrics['sparsity']:.2f} % "
+        f"target {metrics.get('target', '?')} on {metrics['model']}: sparsity {sparsity_text(metrics['sparsity'])} % "
         f"({metrics['size']['n_subnetwork']:,} of {metrics['size']['n_units']:,} {metrics['size']['granularity']} units in the subnetwork)",
         f"{'dataset':22s} {'n':>5s} {'PPL orig':>9s} {'PPL rem':>10s} {'dPPL %':>10s} {'random dPPL %':>20s} "
         f"{'dPPL 1st %':>10s} {'top10 orig':>10s} {'top10 rem':>9s} {'top10 rand':>10s}",
@@ -90,7 +91,7 @@ def results_table(results: dict[str, SubnetworkResult]) -> str:
         minutes = sum(m.get("seconds", {}).get(k, 0) for k in ("data", "train", "evaluate")) / 60
         lines.append(
             f"| {label} | {c.units} "
-            f"| {m['sparsity']:.2f} | {_top10(m, 'target')} | {_top10(m, 'target_paraphrase')} | {_dppl(m, 'target')} "
+            f"| {sparsity_text(m['sparsity'])} | {_top10(m, 'target')} | {_top10(m, 'target_paraphrase')} | {_dppl(m, 'target')} "
             f"| {m['change']['target'].get('dppl_first', float('nan')):+.1f} | {_dppl(m, 'target_paraphrase')} "
             f"| {_dppl(m, 'control')} | {_dppl(m, 'control_new')} | {_dppl(m, 'control_new_paraphrase')} "
             f"| {_dppl(m, 'lm')} | {sel.get('chosen_step')}{'' if sel.get('rule_met') else ' (rule not met)'} "

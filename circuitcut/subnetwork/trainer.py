@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut import distributed
-from circuitcut.evaluate import percent
+from circuitcut.evaluate import percent, sparsity_text
 from circuitcut.runs import atomic_path
 from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config
 from circuitcut.subnetwork.data import SubnetworkData
@@ -87,7 +87,7 @@ class SubnetworkTrainer:
                             self.scores, self.optimizer, self.push, weight=record["sparsity_weight"], mode=c.sparsity,
                             sampled=masks, previous=self._previous)
                         self.history.append({**record, **diagnostics})
-                        bar.set_postfix(loss=f"{record['loss']:.3g}", sparsity=f"{record['sparsity']:.2f}%")
+                        bar.set_postfix(loss=f"{record['loss']:.3g}", sparsity=f"{sparsity_text(record['sparsity'])}%")
                     if self.selector.enabled and ((step + 1) % c.validate_every == 0 or last):
                         self.selector.validate(step + 1, self.scores.hard(), masker)
                     self.step = step + 1
