@@ -166,7 +166,32 @@ def _changes(metrics: dict) -> str:
                      for n in ("target", "target_paraphrase", "control_new", "lm") if n in change and n in rand)
 
 
+def _effect(r: SubnetworkResult) -> tuple[go.Figure, str]:
+    return subnetwork_effect(r.metrics), (
+        f"Removing the learned {r.config.target} subnetwork ({r.config.units}, {r.config.steps} steps, sparsity "
+        f"{sparsity_text(r.mask.sparsity())}%, whole-tail dPPL): {_changes(r.metrics)}; target top-10 "
+        f"{r.metrics['original']['target']['top10']:.0f}% -> {r.metrics['remaining']['target']['top10']:.0f}%.")
+
+
+def _selection(r: SubnetworkResult) -> tuple[go.Figure, str]:
+    chosen = r.metrics["selection"]
+    return selection_curves(r.metrics), (
+        f"The validation figures the selection rule reads for {r.config.target} ({r.config.units}); it chose step "
+        f"{chosen['chosen_step']} ({'all bounds kept' if chosen['rule_met'] else 'no mask kept every bound'}).")
+
+
+def _anatomy(r: SubnetworkResult) -> tuple[go.Figure, str]:
+    size = r.mask.summary()
+    busiest = max(size["per_layer"].items(), key=lambda kv: kv[1]["subnetwork"])
+    return subnetwork_anatomy(r.mask), (
+        f"Where the {r.config.target} subnetwork sits: {size['n_subnetwork']:,} of {size['n_units']:,} "
+        f"{r.config.units} of layers {min(size['per_layer'])}-{max(size['per_layer'])}; most in layer {busiest[0]} "
+        f"({busiest[1]['subnetwork']:,}, {busiest[1]['percent']:.2g}% of its units).")
+
+
 def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: PruningResult) -> Figures:
+    """The first run in detail, overlaps between runs of its granularity, and the first run of the other
+    granularity (weights beside neurons) in brief."""
     first_label, first = next(iter(subnetworks.items()))
     # Overlap is counted between masks of the same units (neurons, or weights) as the first.
     masks = {label: r.mask for label, r in subnetworks.items() if r.config.granularity == first.config.granularity}
@@ -174,25 +199,15 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
     selective = pruning.masks["selective"]
     shared = overlap_summary(selective, first.mask)
     size = first.mask.summary()
-    busiest = max(size["per_layer"].items(), key=lambda kv: kv[1]["subnetwork"])
     pairs = [(labels[0], other) for other in labels[1:]]
     jaccards = {f"{a} vs {b}": overlap_summary(masks[a], masks[b]) for a, b in pairs}
     figures = {
-        "subnetwork_effect": (subnetwork_effect(first.metrics), (
-            f"Removing the learned {first.config.target} subnetwork ({first.config.steps} steps, sparsity "
-            f"{sparsity_text(first.mask.sparsity())}%, whole-tail dPPL): {_changes(first.metrics)}; target top-10 "
-            f"{first.metrics['original']['target']['top10']:.0f}% -> {first.metrics['remaining']['target']['top10']:.0f}%.")),
+        "subnetwork_effect": _effect(first),
         "subnetwork_training": (training_curves(first.history), (
             f"Loss terms and sparsity while learning the {first.config.target} mask; sparsity of the evaluation "
             f"mask at the last step {sparsity_text(first.history[-1]['sparsity'])}%.")),
-        "subnetwork_selection": (selection_curves(first.metrics), (
-            f"The validation figures the selection rule reads for {first.config.target}; it chose step "
-            f"{first.metrics['selection']['chosen_step']} "
-            f"({'all bounds kept' if first.metrics['selection']['rule_met'] else 'no mask kept every bound'}).")),
-        "subnetwork_anatomy": (subnetwork_anatomy(first.mask), (
-            f"Where the {first.config.target} subnetwork sits: {size['n_subnetwork']} of {size['n_units']} "
-            f"{' and '.join(first.config.neuron_kinds)} neurons of layers {min(size['per_layer'])}-{max(size['per_layer'])}; most in layer "
-            f"{busiest[0]} ({busiest[1]['percent']:.1f}% of its neurons).")),
+        "subnetwork_selection": _selection(first),
+        "subnetwork_anatomy": _anatomy(first),
         "subnetwork_neurons_per_layer": (neurons_per_layer({"learned " + first_label: first.mask.to_neuron_mask(),
                                                             "selective pruning (Python)": selective}),
                                          "Learned subnetwork neurons per layer beside the selectively pruned ones."),
@@ -211,6 +226,11 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
         figures["subnetwork_overlap_per_layer"] = (overlap_per_layer(masks, pairs=pairs), (
             "Per-layer Jaccard overlap between the first subnetwork and the others, against the random-set "
             "level (dotted)."))
+    other = next((r for r in subnetworks.values() if r.config.granularity != first.config.granularity), None)
+    if other is not None:
+        suffix = f"_{other.config.granularity}s"
+        figures |= {"subnetwork_effect" + suffix: _effect(other), "subnetwork_selection" + suffix: _selection(other),
+                    "subnetwork_anatomy" + suffix: _anatomy(other)}
     return figures
 
 

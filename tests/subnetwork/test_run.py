@@ -127,3 +127,5 @@ def test_missed_goals_name_each_bound_a_run_misses_with_its_value():
     assert missed_goals(metrics(10.0, 10.0)) == []  # the bounds are inclusive
     assert missed_goals(metrics(25.0, 12.5, sparsity=96.0)) == [
         "sparsity % 96.0", "target top-10 % 25.0", "ControlKG never seen dPPL % 12.5"]
+    weights = metrics(5.0, 5.0, sparsity=98.0) | {"size": {"granularity": "weight"}}
+    assert missed_goals(weights) == ["sparsity % 98.0"]  # weight masks answer to the paper's 98.6 %
