@@ -18,7 +18,7 @@ from circuitcut.subnetwork.data import SubnetworkData, build_data
 from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
 from circuitcut.subnetwork.report import GOALS, format_report, missed_goals, results_table
 from circuitcut.subnetwork.mask import SubnetworkMask
-from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork
+from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork, run_data
 from circuitcut.subnetwork.trainer import SubnetworkTrainer
 
 __all__ = [
@@ -38,5 +38,6 @@ __all__ = [
     "missed_goals",
     "preset",
     "results_table",
+    "run_data",
     "saved_config",
 ]

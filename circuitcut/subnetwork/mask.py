@@ -21,9 +21,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.masks import MaskMismatchError, NeuronMask, check_same_model, read_mask_file, save_mask_file
 from circuitcut.overlap import jaccard_summary
-from circuitcut.sites import ModelShape, parse_site
+from circuitcut.sites import ModelShape, hook_name, parse_site
 from circuitcut.subnetwork.neuron_masks import NeuronRemover, remove_neurons, to_neuron_mask
-from circuitcut.subnetwork.weight_masks import WeightRemover, remove_weights
+from circuitcut.subnetwork.weight_masks import WeightRemover, remove_weights, touched_neurons
 
 Granularity = Literal["weight", "neuron"]
 GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
@@ -113,6 +113,14 @@ class SubnetworkMask:
         if self.granularity != "neuron":
             raise ValueError("Only a neuron-level subnetwork converts to a NeuronMask.")
         return to_neuron_mask(self.shape, self.subnetwork)
+
+    def touched_neurons(self) -> SubnetworkMask:
+        """The feed-forward neurons a weight subnetwork touches, as a neuron subnetwork (whole neurons
+        removed where the weight mask removes some of their weights)."""
+        if self.granularity != "weight":
+            raise ValueError("touched_neurons() reads a weight-level subnetwork; this one is neuron-level.")
+        neurons = {hook_name("mlp", layer): m for layer, m in touched_neurons(self.subnetwork).items()}
+        return SubnetworkMask(self.shape, "neuron", neurons)
 
     # comparison ----------------------------------------------------------------------------------
     def random_like(self, seed: int) -> SubnetworkMask:

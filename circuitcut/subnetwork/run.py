@@ -83,7 +83,7 @@ def find_subnetwork(
         if data is None and (folder / "metrics.json").exists():  # metrics.json is written last
             return SubnetworkResult.load(folder, model)
     if data is None:
-        data = _run_data(model, config, folder)
+        data = run_data(model, config, folder)
     data.check()
     prepared = time.perf_counter()
     if folder is not None:
@@ -109,7 +109,7 @@ def find_subnetwork(
     return result
 
 
-def _run_data(model: TransformerBridge, config: SubnetworkConfig, folder: Path | None) -> SubnetworkData:
+def run_data(model: TransformerBridge, config: SubnetworkConfig, folder: Path | None) -> SubnetworkData:
     """The run's data; the KG facts are reloaded from the folder when built with the same KG settings.
 
     Scoring candidate facts takes minutes; training and ControlLM settings do not change them.

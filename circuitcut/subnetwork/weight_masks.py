@@ -95,6 +95,18 @@ class WeightRemover(AbstractContextManager):
                 parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
 
 
+def touched_neurons(subnetwork: dict[str, Bool[Tensor, "out inp"]]) -> dict[int, Bool[Tensor, " neuron"]]:
+    """Per layer with a masked feed-forward matrix, the neurons owning a subnetwork weight: a row of
+    ``mlp.gate`` or ``mlp.in``, a column of ``mlp.out`` (a Linear weight is ``[out, in]``)."""
+    touched: dict[int, Tensor] = {}
+    for name, m in subnetwork.items():
+        layer, part = parse_site(name)
+        if part.startswith("mlp."):
+            rows = m.any(dim=0) if part == "mlp.out" else m.any(dim=1)
+            touched[layer] = touched[layer] | rows if layer in touched else rows
+    return touched
+
+
 def remove_weights(model: TransformerBridge, subnetwork: dict[str, Bool[Tensor, "out inp"]]) -> None:
     """Permanent surgery: zero every weight in the subnetwork (the model keeps the rest)."""
     with torch.no_grad():

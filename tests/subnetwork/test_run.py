@@ -129,3 +129,17 @@ def test_missed_goals_name_each_bound_a_run_misses_with_its_value():
         "sparsity % 96.0", "target top-10 % 25.0", "ControlKG never seen dPPL % 12.5"]
     weights = metrics(5.0, 5.0, sparsity=98.0) | {"size": {"granularity": "weight"}}
     assert missed_goals(weights) == ["sparsity % 98.0"]  # weight masks answer to the paper's 98.6 %
+
+
+def test_touched_neurons_are_the_owners_of_a_weight_subnetworks_feed_forward_weights(tiny_model):
+    shape = ModelShape.of(tiny_model)
+    sites = SubnetworkConfig(granularity="weight").sites(tiny_model)
+    weights = {name: torch.zeros(size, dtype=torch.bool) for name, size in sites.items()}
+    weights["blocks.1.mlp.in"][3, 0] = weights["blocks.1.mlp.gate"][3, 5] = True  # rows: neuron 3, twice
+    weights["blocks.1.mlp.out"][10, 7] = True  # a column: neuron 7
+    weights["blocks.1.attn.q"][0, 0] = True  # attention owns no feed-forward neuron
+    neurons = SubnetworkMask(shape, "weight", weights).touched_neurons()
+    assert neurons.granularity == "neuron" and set(neurons.subnetwork) == {"blocks.1.mlp.hook_post"}
+    assert neurons.subnetwork["blocks.1.mlp.hook_post"].nonzero().flatten().tolist() == [3, 7]
+    with pytest.raises(ValueError, match="weight-level"):
+        neurons.touched_neurons()
