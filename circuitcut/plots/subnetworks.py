@@ -38,13 +38,17 @@ def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.
     for (layer, part), (n, total) in counts.items():
         r, c = layers.index(layer), parts.index(part)
         percent[r, c], inside[r, c] = 100 * n / total, n
+    # Percentages of a weight mask round to 0.0 everywhere: label its cells with unit counts instead.
+    counted = np.nanmax(percent, initial=0) < 0.1
+    cell_text = inside if counted else np.round(percent, 1)
     total_in, total = sum(n for n, _ in counts.values()), sum(t for _, t in counts.values())
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.65, 0.35], horizontal_spacing=0.03,
-                        subplot_titles=("% of the matrix's units in the subnetwork", "units in the subnetwork"))
+                        subplot_titles=("colour: % in the subnetwork; cells: units" if counted else "% of the matrix's units in the subnetwork",
+                                        "units in the subnetwork"))
     fig.add_trace(go.Heatmap(
         z=percent, x=[part_label(p) for p in parts], y=layers, customdata=inside, colorscale="Magma",
-        reversescale=True, zmin=0, colorbar=dict(title="% in", x=1.02), text=np.round(percent, 1), texttemplate="%{text}",
-        textfont_size=9, hovertemplate="layer %{y} %{x}: %{z:.2f}% (%{customdata} units)<extra></extra>",
+        reversescale=True, zmin=0, colorbar=dict(title="% in", x=1.02), text=cell_text, texttemplate="%{text}",
+        textfont_size=9, hovertemplate="layer %{y} %{x}: %{z:.2g}% (%{customdata} units)<extra></extra>",
     ), row=1, col=1)
     fig.add_bar(x=inside.sum(axis=1), y=layers, orientation="h", marker_color=PALETTE[0], showlegend=False,
                 hovertemplate="layer %{y}: %{x} units<extra></extra>", row=1, col=2)
@@ -52,7 +56,7 @@ def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.
     fig.update_xaxes(title_text="weight matrix / neuron kind", row=1, col=1)
     fig.update_xaxes(title_text="units (weights or neurons)", row=1, col=2)
     return finish(fig, title or f"Where the subnetwork sits: {total_in:,} of {total:,} units "
-                                f"({100 * total_in / max(total, 1):.2f}%, sparsity {sparsity_text(100 - 100 * total_in / max(total, 1))}%)",
+                                f"(sparsity {sparsity_text(100 - 100 * total_in / max(total, 1))}%)",
                   height=max(420, 24 * len(layers) + 160))
 
 
