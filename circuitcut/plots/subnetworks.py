@@ -42,9 +42,9 @@ def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.
     counted = np.nanmax(percent, initial=0) < 0.1
     cell_text = inside if counted else np.round(percent, 1)
     total_in, total = sum(n for n, _ in counts.values()), sum(t for _, t in counts.values())
+    heat_title = "colour: % in the subnetwork; cells: units" if counted else "% of the matrix's units in the subnetwork"
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.65, 0.35], horizontal_spacing=0.03,
-                        subplot_titles=("colour: % in the subnetwork; cells: units" if counted else "% of the matrix's units in the subnetwork",
-                                        "units in the subnetwork"))
+                        subplot_titles=(heat_title, "units in the subnetwork"))
     fig.add_trace(go.Heatmap(
         z=percent, x=[part_label(p) for p in parts], y=layers, customdata=inside, colorscale="Magma",
         reversescale=True, zmin=0, colorbar=dict(title="% in", x=1.02), text=cell_text, texttemplate="%{text}",
