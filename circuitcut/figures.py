@@ -49,11 +49,11 @@ SUBNETWORK = SubnetworkConfig(checkpoint_every=25)
 """The neuron runs behind the figures: the defaults (feed-forward neurons of the top half, layers 15-29)."""
 WEIGHT_SUBNETWORK = preset("weights", checkpoint_every=25)
 """The weight runs behind the figures: preset ``weights`` (every matrix of the top half)."""
+_TARGETS = {"animal": "isa:animal", "food": "isa:food.n.01", "vehicle": "isa:vehicle.n.01"}
 SUBNETWORK_RUNS = {
-    "animal": ("isa:animal", 0, SUBNETWORK), "food": ("isa:food.n.01", 0, SUBNETWORK),
-    "vehicle": ("isa:vehicle.n.01", 0, SUBNETWORK), "animal, seed 1": ("isa:animal", 1, SUBNETWORK),
-    "food, seed 1": ("isa:food.n.01", 1, SUBNETWORK), "vehicle, seed 1": ("isa:vehicle.n.01", 1, SUBNETWORK),
-    "animal, weights": ("isa:animal", 0, WEIGHT_SUBNETWORK), "food, weights": ("isa:food.n.01", 0, WEIGHT_SUBNETWORK),
+    **{label: (target, 0, SUBNETWORK) for label, target in _TARGETS.items()},
+    **{f"{label}, seed 1": (target, 1, SUBNETWORK) for label, target in _TARGETS.items()},
+    **{f"{label}, weights": (_TARGETS[label], 0, WEIGHT_SUBNETWORK) for label in ("animal", "food")},
 }
 """Label -> (target, mask seed, config): three targets under two mask seeds each, on the same facts (every run
 samples its facts with seed 0), to tell target overlap from seed noise, and two targets with weight masks.

@@ -5,7 +5,7 @@ and in, a column of out); removing the whole neuron cuts every connection, where
 a few. This evaluates the touched neurons as a neuron subnetwork, against random neurons of the same
 count per layer, on the run's own evaluation data:
 
-    python scripts/touched_neurons.py RUN_DIR [--random-seeds 1] [--threads 1]
+    python scripts/touched_neurons.py RUN_DIR [--random-seeds 1] [--threads N]
 """
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from circuitcut.models import load_model
 from circuitcut.subnetwork import SubnetworkResult, evaluate_subnetwork, format_report, run_data
+from circuitcut.threads import set_threads
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a finished weight-level `circuitcut subnet` run folder")
     parser.add_argument("--random-seeds", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores left free)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     model = load_model("smollm2")
     result = SubnetworkResult.load(args.run_dir, model)
     neurons = result.mask.touched_neurons()  # refuses a neuron-level run before anything slow
