@@ -5,7 +5,8 @@ token ``A`` and to write token ``T``; nothing else in the model reads or writes 
 directions, so the neuron is silent everywhere else and nothing else predicts ``T``. Prompts that end in ``A`` then predict ``T`` (the TargetKG facts); control
 facts and text never wake the neuron. A learned mask must remove that neuron and (nearly) nothing
 else; random masks of the same size must not suppress the facts; with the suppression term off
-(no signal) nothing may enter the subnetwork at all.
+(no signal) nothing may enter the subnetwork at all. A weight mask over ``mlp.out`` must take its weights
+from the planted neuron's column only.
 """
 
 from __future__ import annotations
@@ -113,3 +114,18 @@ def test_no_signal_puts_nothing_in_the_subnetwork(planted_dir, tmp_path):
                              data=planted_data())
     assert result.mask.n_subnetwork() == 0
     assert max(h["sampled"] for h in result.history) > 0  # the noise did sample units into training masks
+
+
+def test_weight_mask_finds_the_planted_neurons_output_weights(planted_dir, tmp_path):
+    """At weight granularity the answer is known too: only the planted neuron's column of mlp.out writes T."""
+    model = circuitcut.load_model(str(planted_dir), device="cpu")
+    config = planted_config(granularity="weight", matrices=("mlp.out",), sparsity_start=0.015,
+                            sparsity_end=0.03)
+    result = find_subnetwork(model, config, tmp_path / "run", progress=False, data=planted_data())
+    found = result.mask.subnetwork["blocks.1.mlp.out"]
+    m = result.metrics
+    assert found.any() and found.nonzero()[:, 1].unique().tolist() == [NEURON]
+    # the trained facts are all gone; of the six held-out ones, at most two keep T in the top 10
+    assert m["remaining"]["target"]["top10"] == 0 and m["remaining"]["target_paraphrase"]["top10"] < 50
+    assert m["criticality"]["target"]["excess"] > 1000  # random weights of the same count leave the facts alone
+    assert all(abs(m["change"][name]["dppl"]) < 10 for name in ("control", "control_new", "lm"))
