@@ -16,7 +16,7 @@ Example:
 from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig, preset, saved_config
 from circuitcut.subnetwork.data import SubnetworkData, build_data
 from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
-from circuitcut.subnetwork.report import GOALS, format_report, missed_goals, results_table
+from circuitcut.subnetwork.report import GOALS, format_report, missed_goals, results_table, seed_overlaps
 from circuitcut.subnetwork.mask import SubnetworkMask
 from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork, run_data
 from circuitcut.subnetwork.trainer import SubnetworkTrainer
@@ -38,6 +38,7 @@ __all__ = [
     "missed_goals",
     "preset",
     "results_table",
+    "seed_overlaps",
     "run_data",
     "saved_config",
 ]

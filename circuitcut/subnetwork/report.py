@@ -1,4 +1,5 @@
-"""Subnetwork results as text: one run's table (:func:`format_report`) and a markdown table of many runs.
+"""Subnetwork results as text: one run's table (:func:`format_report`), a markdown table of many runs and their
+seed overlaps.
 
 Every figure is whole-tail dPPL unless labelled ``1st`` (the first tail token's); "never seen" control
 facts were used neither in training nor by the selection rule.
@@ -7,8 +8,10 @@ facts were used neither in training nor by the selection rule.
 from __future__ import annotations
 
 import statistics
+from itertools import combinations
 
 from circuitcut.evaluate import sparsity_text
+from circuitcut.overlap import chance_jaccard
 from circuitcut.subnetwork.run import SubnetworkResult
 
 
@@ -100,4 +103,19 @@ def results_table(results: dict[str, SubnetworkResult]) -> str:
             f"| {_dppl(m, 'control')} | {_dppl(m, 'control_new')} | {_dppl(m, 'control_new_paraphrase')} "
             f"| {_dppl(m, 'lm')} | {sel.get('chosen_step')}{'' if sel.get('rule_met') else ' (rule not met)'} "
             f"| {', '.join(missed_goals(m)) or 'none'} | {minutes:.0f} |")
+    return "\n".join(lines)
+
+
+def seed_overlaps(results: dict[str, SubnetworkResult]) -> str:
+    """Markdown lines, one per pair of runs that differ only in the mask seed (same target and units): their
+    Jaccard overlap beside that of random sets of the same sizes, i.e. how much of a mask is seed noise."""
+    lines = []
+    for (label_a, a), (label_b, b) in combinations(results.items(), 2):
+        same = (a.config.target, a.config.granularity, a.config.sample_seed) == (
+            b.config.target, b.config.granularity, b.config.sample_seed)
+        if same and a.config.seed != b.config.seed:
+            n_a, n_b, n = a.mask.n_subnetwork(), b.mask.n_subnetwork(), a.mask.n_units()
+            lines.append(f"- {label_a} vs {label_b} ({a.config.units}, {n_a:,} and {n_b:,}): Jaccard "
+                         f"{a.mask.jaccard(b.mask)['overall']:.3f} (random sets of the same sizes "
+                         f"{chance_jaccard(n_a, n_b, n):.2g})")
     return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -11,7 +13,7 @@ from circuitcut.masks import MaskMismatchError
 from circuitcut.sites import ModelShape
 from circuitcut.subnetwork import (
     SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, build_data, find_subnetwork, format_report,
-    missed_goals,
+    missed_goals, seed_overlaps,
 )
 from circuitcut.subnetwork.data import _other_templates, _split
 from subnetwork_helpers import CONTROL, TARGET, isa_batch, tiny_config, tiny_data
@@ -143,3 +145,21 @@ def test_touched_neurons_are_the_owners_of_a_weight_subnetworks_feed_forward_wei
     assert neurons.subnetwork["blocks.1.mlp.hook_post"].nonzero().flatten().tolist() == [3, 7]
     with pytest.raises(ValueError, match="weight-level"):
         neurons.touched_neurons()
+
+
+def test_seed_overlaps_pair_only_runs_that_differ_in_the_mask_seed(tiny_model):
+    shape = ModelShape.of(tiny_model)
+    sites = SubnetworkConfig().sites(tiny_model)
+
+    def result(units, seed, target="isa:animal"):
+        subnetwork = {name: torch.zeros(size, dtype=torch.bool) for name, size in sites.items()}
+        first = next(iter(subnetwork))
+        subnetwork[first][list(units)] = True
+        config = SubnetworkConfig(target=target, seed=seed, data_seed=0)
+        return SubnetworkResult(config, SubnetworkMask(shape, "neuron", subnetwork), [], {})
+
+    runs = {"a": result({0, 1, 2}, 0), "a, seed 1": result({1, 2, 3}, 1), "b": result({0, 1}, 1, target="isa:food")}
+    text = seed_overlaps(runs)
+    n = sum(math.prod(size) for size in sites.values())
+    assert text.splitlines() == [  # 2 shared of 4: Jaccard 0.5; b has another target, so it pairs with neither
+        f"- a vs a, seed 1 (mlp neurons, 3 and 3): Jaccard 0.500 (random sets of the same sizes {9 / n / (6 - 9 / n):.2g})"]
