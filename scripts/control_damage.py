@@ -2,8 +2,9 @@
 
 For each finished run folder, on the trained and the never-seen ControlKG facts: the mean increase of
 the whole-tail NLL (nats; its exp gives the report's dPPL), the share of that increase carried by the
-``--top`` most damaged facts, the share carried by facts whose tail shares a word with a TargetKG tail
-("bird family" beside the target tail "bird"), and the most damaged facts themselves:
+``--top`` most damaged facts, by facts whose tail shares a word with a TargetKG tail ("bird family" beside
+the target tail "bird"), and by facts whose tail is a word of their own head ("A dressing table is a kind of
+table": answered by copying a name, not by recalling a fact), and the most damaged facts themselves:
 
     python scripts/control_damage.py RUN_DIR [RUN_DIR ...] [--top 10] [--threads N]
 """
@@ -29,15 +30,18 @@ def damage_report(name: str, batch: KGBatch, increase: torch.Tensor, target_word
     """One dataset's lines: totals and shares of the per-fact NLL increase, then the ``top`` worst facts."""
     total = increase.sum().item()
     order = increase.argsort(descending=True)
-    near = torch.tensor([bool(w & target_words) for w in _words(batch.continuations)])
+    tails = _words(batch.continuations)
+    near = torch.tensor([bool(w & target_words) for w in tails])
+    named = torch.tensor([bool(w & h) for w, h in zip(tails, _words(batch.prompts))])
     lines = [
         f"  {name}: {len(batch)} facts, mean NLL increase {increase.mean():.3f} nats "
         f"(dPPL {100 * (increase.mean().exp() - 1):+.1f} %); the {top} worst carry "
         f"{increase[order[:top]].sum() / total:.0%}; {int(near.sum())} facts whose tail shares a word with "
-        f"a target tail carry {increase[near].sum() / total:.0%}"
+        f"a target tail carry {increase[near].sum() / total:.0%}; {int(named.sum())} whose tail is a word of their "
+        f"head carry {increase[named].sum() / total:.0%}"
     ]
     for i in order[:top].tolist():
-        flag = "  (shares a target tail word)" if near[i] else ""
+        flag = ("  (shares a target tail word)" if near[i] else "") + ("  (tail named in the head)" if named[i] else "")
         lines.append(f"    {increase[i]:+.2f}  {batch.prompts[i]}|{batch.continuations[i]}{flag}")
     return "\n".join(lines)
 

@@ -24,6 +24,8 @@ SparsityMode = Literal["per_unit", "mean"]
 SPARSITY_MODES: tuple[SparsityMode, ...] = ("per_unit", "mean")
 LRSchedule = Literal["cosine", "constant"]
 LR_SCHEDULES: tuple[LRSchedule, ...] = ("cosine", "constant")
+NamedTails = Literal["keep", "drop"]
+NAMED_TAILS: tuple[NamedTails, ...] = ("keep", "drop")
 
 
 @dataclass
@@ -99,6 +101,10 @@ class SubnetworkConfig:
     # data -----------------------------------------------------------------------------------------
     isa_depth: int = 3
     """IsA links up to this many hypernym steps (3 gives ``(dog, IsA, animal)``)."""
+    named_tails: NamedTails = "keep"
+    """Facts whose tail is a word of their head (``A green frog is a kind of frog``), target and control alike:
+    ``keep``, or ``drop`` them before sampling (LAMA-UHN's filter: a copy of the prompt answers them, so
+    they test copying as much as knowledge)."""
     n_candidates: int = 400
     """Facts of the target family scored for "known" (seeded sample)."""
     control_candidates: int = 1500
@@ -162,6 +168,7 @@ class SubnetworkConfig:
         _choice("suppression", self.suppression, SUPPRESSIONS)
         _choice("sparsity", self.sparsity, SPARSITY_MODES)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("named_tails", self.named_tails, NAMED_TAILS)
         if self.layers is not None:
             self.layers = tuple(int(layer) for layer in self.layers)
             if not self.layers:
@@ -212,7 +219,9 @@ class SubnetworkConfig:
         """The settings that decide the KG facts (scoring them is the slow part of building data)."""
         names = ("target", "isa_depth", "n_candidates", "control_candidates", "n_target", "min_target", "n_control",
                  "n_control_val", "n_control_new", "known_top_k")
-        return {**{n: getattr(self, n) for n in names}, "sample_seed": self.sample_seed}
+        # Absent means "keep", as in the folders made before the option existed (their facts stay reusable).
+        dropped = {"named_tails": self.named_tails} if self.named_tails != "keep" else {}
+        return {**{n: getattr(self, n) for n in names}, **dropped, "sample_seed": self.sample_seed}
 
     def to_dict(self) -> dict:
         return asdict(self)

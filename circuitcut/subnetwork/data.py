@@ -85,6 +85,8 @@ def build_kg(model: TransformerBridge, config) -> dict:
     if not family:
         raise kg.KGError(f"No WordNet triplets fall under the target {config.target!r}.")
     others = [t for t in triplets if not kg.in_target(t, spec)]
+    if config.named_tails == "drop":
+        family, others = ([t for t in ts if not t.tail_named_in_head] for ts in (family, others))
     rng = random.Random(config.sample_seed)
     family, others = _sample(family, config.n_candidates, rng), _sample(others, config.control_candidates, rng)
     # Held-out templates are only evaluated, never chosen, so they need no scoring here.

@@ -43,3 +43,10 @@ def test_verbalize_and_heldout():
     assert kg.Triplet("dog", "isa", "animal").relation == "IsA"
     # identity is the words, not the provenance
     assert kg.Triplet("dog", "IsA", "animal", "wordnet", "1", "2") == dog
+
+
+def test_tail_named_in_head():
+    named = [("green frog", "frog"), ("air-to-ground missile", "missile"), ("chicken cacciatore", "chicken casserole")]
+    unnamed = [("frog", "amphibian"), ("Asian crocodile", "crocodilian reptile"), ("a cat", "a pet")]
+    assert all(kg.Triplet(h, "IsA", t).tail_named_in_head for h, t in named)
+    assert not any(kg.Triplet(h, "IsA", t).tail_named_in_head for h, t in unnamed)  # "a" is no content word

@@ -15,7 +15,7 @@ from circuitcut.subnetwork import (
     SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, build_data, find_subnetwork, format_report,
     missed_goals, seed_overlaps,
 )
-from circuitcut.subnetwork.data import _other_templates, _split
+from circuitcut.subnetwork.data import _other_templates, _split, build_kg
 from subnetwork_helpers import CONTROL, TARGET, isa_batch, tiny_config, tiny_data
 
 
@@ -163,3 +163,17 @@ def test_seed_overlaps_pair_only_runs_that_differ_in_the_mask_seed(tiny_model):
     n = sum(math.prod(size) for size in sites.values())
     assert text.splitlines() == [  # 2 shared of 4: Jaccard 0.5; b has another target, so it pairs with neither
         f"- a vs a, seed 1 (mlp neurons, 3 and 3): Jaccard 0.500 (random sets of the same sizes {9 / n / (6 - 9 / n):.2g})"]
+
+
+@pytest.mark.parametrize("named_tails", ["keep", "drop"])
+def test_build_kg_drops_facts_whose_tail_is_named_in_the_head_only_when_asked(tiny_model, monkeypatch, named_tails):
+    def every_fact_known(model, triplets, **kwargs):  # skip scoring: the filter acts before it
+        return [KnownTriplet(t, kg.templates_for(t.relation)[0].name, 1, -0.1, -0.1, True) for t in triplets]
+
+    monkeypatch.setattr(kg, "known_triplets", every_fact_known)
+    config = SubnetworkConfig(target="isa:animal", named_tails=named_tails, n_candidates=300, control_candidates=300,
+                              n_target=20, n_control=20, n_control_val=5, n_control_new=5)
+    facts = build_kg(tiny_model, config)["facts"]
+    rows = [f.split(" (rank")[0].split("|") for part in facts.values() for f in part]
+    named = [(prompt, tail) for prompt, tail in rows if kg.Triplet(prompt, "IsA", tail).tail_named_in_head]
+    assert (named == []) == (named_tails == "drop")

@@ -18,6 +18,7 @@ def test_bad_settings_are_refused_clearly(tiny_model):
         "suppression must be one of": dict(suppression="zero"),
         "sparsity must be one of": dict(sparsity="l1"),
         "lr_schedule must be one of": dict(lr_schedule="step"),
+        "named_tails must be one of": dict(named_tails="filter"),
         "suppress_rank must be >= 1": dict(suppress_rank=0),
         "noise_decay is a fraction": dict(noise_decay=2.0),
         "max_lm_dppl must be >= 0": dict(max_lm_dppl=-1.0),
@@ -29,6 +30,11 @@ def test_bad_settings_are_refused_clearly(tiny_model):
         SubnetworkConfig(layers=(5,)).sites(tiny_model)
     with pytest.raises(ValueError, match=r"Unknown SubnetworkConfig fields: \['stepz'\]"):
         SubnetworkConfig.from_dict({"stepz": 3})
+
+
+def test_dropping_named_tails_gives_other_facts_and_keeping_them_reuses_older_folders():
+    keep, drop = SubnetworkConfig().kg_key(), SubnetworkConfig(named_tails="drop").kg_key()
+    assert "named_tails" not in keep and drop == {**keep, "named_tails": "drop"}
 
 
 def test_presets_and_sites(tiny_model):

@@ -54,6 +54,18 @@ class Triplet:
     def __str__(self) -> str:
         return f"({self.head}, {self.relation}, {self.tail})"
 
+    @property
+    def tail_named_in_head(self) -> bool:
+        """Whether the tail shares a word with the head (``(green frog, IsA, frog)``): a model can answer such
+        a fact by copying a word of its prompt instead of recalling it (the "helpful names" that LAMA-UHN,
+        Poerner et al. 2020, filters out)."""
+        return bool(_content_words(self.head) & _content_words(self.tail))
+
+
+def _content_words(text: str) -> set[str]:
+    """Lower-case words of three letters or more (``air-to-ground missile``: air, ground, missile)."""
+    return set(re.findall(r"[a-z]{3,}", text.lower()))
+
 
 @dataclass(frozen=True)
 class Template:
