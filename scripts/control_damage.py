@@ -3,8 +3,9 @@
 For each finished run folder, on the trained and the never-seen ControlKG facts: the mean increase of
 the whole-tail NLL (nats; its exp gives the report's dPPL), the share of that increase carried by the
 ``--top`` most damaged facts, by facts whose tail shares a word with a TargetKG tail ("bird family" beside
-the target tail "bird"), and by facts whose tail is a word of their own head ("A dressing table is a kind of
-table": answered by copying a name, not by recalling a fact), and the most damaged facts themselves:
+the target tail "bird"), and by facts whose tail their own head names ("A dressing table is a kind of table":
+answered by copying a name, not by recalling a fact; ``Triplet.tail_named_in_head``), and the most damaged
+facts themselves:
 
     python scripts/control_damage.py RUN_DIR [RUN_DIR ...] [--top 10] [--threads N]
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from circuitcut.data.kg import KGBatch, score_pairs
+from circuitcut.data.kg import KGBatch, Triplet, score_pairs
 from circuitcut.models import load_model
 from circuitcut.subnetwork import SubnetworkResult, run_data
 from circuitcut.threads import set_threads
@@ -32,13 +33,14 @@ def damage_report(name: str, batch: KGBatch, increase: torch.Tensor, target_word
     order = increase.argsort(descending=True)
     tails = _words(batch.continuations)
     near = torch.tensor([bool(w & target_words) for w in tails])
-    named = torch.tensor([bool(w & h) for w, h in zip(tails, _words(batch.prompts))])
+    # The prompt stands in for the head: its template words ("is a kind of") name no tail.
+    named = torch.tensor([Triplet(p, "IsA", c).tail_named_in_head for p, c in zip(batch.prompts, batch.continuations)])
     lines = [
         f"  {name}: {len(batch)} facts, mean NLL increase {increase.mean():.3f} nats "
         f"(dPPL {100 * (increase.mean().exp() - 1):+.1f} %); the {top} worst carry "
         f"{increase[order[:top]].sum() / total:.0%}; {int(near.sum())} facts whose tail shares a word with "
-        f"a target tail carry {increase[near].sum() / total:.0%}; {int(named.sum())} whose tail is a word of their "
-        f"head carry {increase[named].sum() / total:.0%}"
+        f"a target tail carry {increase[near].sum() / total:.0%}; {int(named.sum())} whose tail their head names "
+        f"carry {increase[named].sum() / total:.0%}"
     ]
     for i in order[:top].tolist():
         flag = ("  (shares a target tail word)" if near[i] else "") + ("  (tail named in the head)" if named[i] else "")

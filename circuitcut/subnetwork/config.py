@@ -102,7 +102,8 @@ class SubnetworkConfig:
     isa_depth: int = 3
     """IsA links up to this many hypernym steps (3 gives ``(dog, IsA, animal)``)."""
     named_tails: NamedTails = "keep"
-    """Facts whose tail is a word of their head (``A green frog is a kind of frog``), target and control alike:
+    """Facts whose tail a word of their head names (``A green frog is a kind of frog``, ``canned food`` /
+    ``foodstuff``: :attr:`~circuitcut.data.kg.Triplet.tail_named_in_head`), target and control alike:
     ``keep``, or ``drop`` them before sampling (LAMA-UHN's filter: a copy of the prompt answers them, so
     they test copying as much as knowledge)."""
     n_candidates: int = 400

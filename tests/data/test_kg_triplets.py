@@ -46,7 +46,8 @@ def test_verbalize_and_heldout():
 
 
 def test_tail_named_in_head():
-    named = [("green frog", "frog"), ("air-to-ground missile", "missile"), ("chicken cacciatore", "chicken casserole")]
+    named = [("green frog", "frog"), ("air-to-ground missile", "missile"), ("chicken cacciatore", "chicken casserole"),
+             ("canned food", "foodstuff"), ("corn dab", "cornbread")]
     unnamed = [("frog", "amphibian"), ("Asian crocodile", "crocodilian reptile"), ("a cat", "a pet")]
     assert all(kg.Triplet(h, "IsA", t).tail_named_in_head for h, t in named)
     assert not any(kg.Triplet(h, "IsA", t).tail_named_in_head for h, t in unnamed)  # "a" is no content word

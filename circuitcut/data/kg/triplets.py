@@ -56,10 +56,11 @@ class Triplet:
 
     @property
     def tail_named_in_head(self) -> bool:
-        """Whether the tail shares a word with the head (``(green frog, IsA, frog)``): a model can answer such
-        a fact by copying a word of its prompt instead of recalling it (the "helpful names" that LAMA-UHN,
-        Poerner et al. 2020, filters out)."""
-        return bool(_content_words(self.head) & _content_words(self.tail))
+        """Whether a word of the tail begins with a word of the head or the other way round (``(green frog,
+        IsA, frog)``, ``(canned food, IsA, foodstuff)``): a model can answer such a fact by copying part of
+        its prompt instead of recalling it (the "helpful names" that LAMA-UHN, Poerner et al. 2020, drops)."""
+        head, tail = _content_words(self.head), _content_words(self.tail)
+        return any(t.startswith(h) or h.startswith(t) for h in head for t in tail)
 
 
 def _content_words(text: str) -> set[str]:
