@@ -1,13 +1,16 @@
-"""Which control facts a subnetwork damages: spread over all of them, or a few near the target?
+"""What a subnetwork leaves, fact by fact: which target rows keep their tail, which control facts it damages.
 
-For each finished run folder, on the trained and the never-seen ControlKG facts: the mean increase of
-the whole-tail NLL (nats; its exp gives the report's dPPL), the share of that increase carried by the
-``--top`` most damaged facts, by facts whose tail shares a word with a TargetKG tail ("bird family" beside
-the target tail "bird"), and by facts whose tail their own head names ("A dressing table is a kind of table":
-answered by copying a name, not by recalling a fact; ``Triplet.tail_named_in_head``), and the most damaged
-facts themselves:
+For each finished run folder:
 
-    python scripts/control_damage.py RUN_DIR [RUN_DIR ...] [--top 10] [--threads N]
+* TargetKG on its training and paraphrased templates: the rows whose tail the remaining model still ranks in
+  its top 10, and how many of them are facts whose tail their own head names (``A green frog is a type of|
+  frog``: answered by copying part of the prompt, not by recalling a fact; ``Triplet.tail_named_in_head``);
+* ControlKG, trained on and never seen: the mean increase of the whole-tail NLL (nats; its exp gives the
+  report's dPPL), the share of it carried by the ``--top`` most damaged facts, by facts whose tail shares a
+  word with a TargetKG tail ("bird family" beside the target tail "bird") and by facts whose tail their head
+  names, and the most damaged facts themselves.
+
+    python scripts/per_fact.py RUN_DIR [RUN_DIR ...] [--top 10] [--threads N]
 """
 
 from __future__ import annotations
@@ -27,14 +30,28 @@ def _words(texts: list[str]) -> list[set[str]]:
     return [set(t.lower().split()) for t in texts]
 
 
+def _named(batch: KGBatch) -> torch.Tensor:
+    # The prompt stands in for the head: its template words ("is a kind of") name no tail.
+    return torch.tensor([Triplet(p, "IsA", c).tail_named_in_head for p, c in zip(batch.prompts, batch.continuations)])
+
+
+def target_report(name: str, batch: KGBatch, rank: torch.Tensor) -> str:
+    """One target dataset's lines: the rows still in the top 10, and how many of them have a named tail."""
+    named, left = _named(batch), (rank <= 10).nonzero().flatten().tolist()
+    lines = [f"  {name}: {len(left)} of {len(batch)} rows keep the tail in the top 10, {int(named[left].sum())} of "
+             f"them named in the head (of all rows: {int(named.sum())})"]
+    lines += [f"    rank {int(rank[i])}  {batch.prompts[i]}|{batch.continuations[i]}{'  (named)' if named[i] else ''}"
+              for i in left]
+    return "\n".join(lines)
+
+
 def damage_report(name: str, batch: KGBatch, increase: torch.Tensor, target_words: set[str], top: int) -> str:
     """One dataset's lines: totals and shares of the per-fact NLL increase, then the ``top`` worst facts."""
     total = increase.sum().item()
     order = increase.argsort(descending=True)
     tails = _words(batch.continuations)
     near = torch.tensor([bool(w & target_words) for w in tails])
-    # The prompt stands in for the head: its template words ("is a kind of") name no tail.
-    named = torch.tensor([Triplet(p, "IsA", c).tail_named_in_head for p, c in zip(batch.prompts, batch.continuations)])
+    named = _named(batch)
     lines = [
         f"  {name}: {len(batch)} facts, mean NLL increase {increase.mean():.3f} nats "
         f"(dPPL {100 * (increase.mean().exp() - 1):+.1f} %); the {top} worst carry "
@@ -61,6 +78,9 @@ def main() -> None:
         data = run_data(model, result.config, Path(run_dir))
         target_words = set().union(*_words(data.eval_kg["target"].continuations))
         print(f"{run_dir} ({result.config.target}, {result.mask.n_subnetwork():,} {result.config.units}):")
+        for name in ("target", "target_paraphrase"):
+            with result.mask.remaining(model):
+                print(target_report(name, data.eval_kg[name], score_pairs(model, data.eval_kg[name]).rank))
         for name in ("control", "control_new"):
             batch = data.eval_kg[name]
             original = score_pairs(model, batch).tail_logprob
