@@ -79,8 +79,9 @@ def main() -> None:
         target_words = set().union(*_words(data.eval_kg["target"].continuations))
         print(f"{run_dir} ({result.config.target}, {result.mask.n_subnetwork():,} {result.config.units}):")
         for name in ("target", "target_paraphrase"):
+            batch = data.eval_kg[name]
             with result.mask.remaining(model):
-                print(target_report(name, data.eval_kg[name], score_pairs(model, data.eval_kg[name]).rank))
+                print(target_report(name, batch, score_pairs(model, batch).rank))
         for name in ("control", "control_new"):
             batch = data.eval_kg[name]
             original = score_pairs(model, batch).tail_logprob

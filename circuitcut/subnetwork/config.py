@@ -221,8 +221,8 @@ class SubnetworkConfig:
         names = ("target", "isa_depth", "n_candidates", "control_candidates", "n_target", "min_target", "n_control",
                  "n_control_val", "n_control_new", "known_top_k")
         # Absent means "keep", as in the folders made before the option existed (their facts stay reusable).
-        dropped = {"named_tails": self.named_tails} if self.named_tails != "keep" else {}
-        return {**{n: getattr(self, n) for n in names}, **dropped, "sample_seed": self.sample_seed}
+        named_tails = {"named_tails": self.named_tails} if self.named_tails != "keep" else {}
+        return {**{n: getattr(self, n) for n in names}, **named_tails, "sample_seed": self.sample_seed}
 
     def to_dict(self) -> dict:
         return asdict(self)

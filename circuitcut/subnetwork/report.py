@@ -8,6 +8,7 @@ facts were used neither in training nor by the selection rule.
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from itertools import combinations
 
 from circuitcut.evaluate import sparsity_text
@@ -107,13 +108,12 @@ def results_table(results: dict[str, SubnetworkResult]) -> str:
 
 
 def seed_overlaps(results: dict[str, SubnetworkResult]) -> str:
-    """Markdown lines, one per pair of runs that differ only in the mask seed (same target and units): their
-    Jaccard overlap beside that of random sets of the same sizes, i.e. how much of a mask is seed noise."""
+    """Markdown lines, one per pair of runs whose configs differ only in the mask seed (``data_seed`` fixed, so
+    the same facts): their Jaccard overlap beside that of random sets of the same sizes, i.e. how much of a
+    mask is seed noise."""
     lines = []
     for (label_a, a), (label_b, b) in combinations(results.items(), 2):
-        same = (a.config.target, a.config.granularity, a.config.sample_seed) == (
-            b.config.target, b.config.granularity, b.config.sample_seed)
-        if same and a.config.seed != b.config.seed:
+        if a.config.seed != b.config.seed and replace(a.config, seed=b.config.seed) == b.config:
             n_a, n_b, n = a.mask.n_subnetwork(), b.mask.n_subnetwork(), a.mask.n_units()
             lines.append(f"- {label_a} vs {label_b} ({a.config.units}, {n_a:,} and {n_b:,}): Jaccard "
                          f"{a.mask.jaccard(b.mask)['overall']:.3f} (random sets of the same sizes "
