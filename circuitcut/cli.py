@@ -103,11 +103,11 @@ def cmd_demo(args) -> None:
 def _subnetwork_config(args):
     """The run's config (a preset with the flags given laid over it), its target checked before the model loads."""
     from circuitcut.config_args import config_overrides
-    from circuitcut.data import kg
     from circuitcut.subnetwork import SubnetworkConfig, preset
+    from circuitcut.subnetwork.data import check_target
 
     config = preset(args.preset, **config_overrides(args, SubnetworkConfig))
-    kg.parse_spec(config.target)
+    check_target(config)
     return config
 
 

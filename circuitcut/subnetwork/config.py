@@ -26,6 +26,8 @@ LRSchedule = Literal["cosine", "constant"]
 LR_SCHEDULES: tuple[LRSchedule, ...] = ("cosine", "constant")
 NamedTails = Literal["keep", "drop"]
 NAMED_TAILS: tuple[NamedTails, ...] = ("keep", "drop")
+TargetTemplates = Literal["chosen", "train"]
+TARGET_TEMPLATES: tuple[TargetTemplates, ...] = ("chosen", "train")
 
 
 @dataclass
@@ -106,6 +108,11 @@ class SubnetworkConfig:
     ``foodstuff``: :attr:`~circuitcut.data.kg.Triplet.tail_named_in_head`), target and control alike:
     ``keep``, or ``drop`` them before sampling (LAMA-UHN's filter: a copy of the prompt answers them, so
     they test copying as much as knowledge)."""
+    target_templates: TargetTemplates = "chosen"
+    """Which sentences of each target fact the suppression trains on: ``chosen`` (its chosen training
+    template; the rule validates on its other training template), or ``train`` (every training template;
+    the rule validates on the relation's validation paraphrases, which only IsA has). Either way the
+    reported paraphrases are held-out templates no run trains or chooses on."""
     n_candidates: int = 400
     """Facts of the target family scored for "known" (seeded sample)."""
     control_candidates: int = 1500
@@ -143,8 +150,9 @@ class SubnetworkConfig:
     validate_every: int = 25
     """Steps between validations of the evaluation mask; the final mask is one of these."""
     max_target_top10: float = 10.0
-    """Rule: at most this percent of validation target rows (training facts on their other training
-    templates, counting the rows the original model ranks in its top 10) may keep the tail in the top 10..."""
+    """Rule: at most this percent of validation target rows (training facts on the templates
+    ``target_templates`` names, counting the rows the original model ranks in its top 10) may keep the
+    tail in the top 10..."""
     max_control_dppl: float = 10.0
     """...validation ControlKG whole-tail dPPL at most this percent..."""
     max_lm_dppl: float = 5.0
@@ -170,6 +178,7 @@ class SubnetworkConfig:
         _choice("sparsity", self.sparsity, SPARSITY_MODES)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("named_tails", self.named_tails, NAMED_TAILS)
+        _choice("target_templates", self.target_templates, TARGET_TEMPLATES)
         if self.layers is not None:
             self.layers = tuple(int(layer) for layer in self.layers)
             if not self.layers:
@@ -220,9 +229,11 @@ class SubnetworkConfig:
         """The settings that decide the KG facts (scoring them is the slow part of building data)."""
         names = ("target", "isa_depth", "n_candidates", "control_candidates", "n_target", "min_target", "n_control",
                  "n_control_val", "n_control_new", "known_top_k")
-        # Absent means "keep", as in the folders made before the option existed (their facts stay reusable).
-        named_tails = {"named_tails": self.named_tails} if self.named_tails != "keep" else {}
-        return {**{n: getattr(self, n) for n in names}, **named_tails, "sample_seed": self.sample_seed}
+        # Absent means the default, as in the folders made before these options existed (their facts stay
+        # reusable); the target's templates decide its encoded batches, not which facts are sampled.
+        later = {n: getattr(self, n) for n, default in (("named_tails", "keep"), ("target_templates", "chosen"))
+                 if getattr(self, n) != default}
+        return {**{n: getattr(self, n) for n in names}, **later, "sample_seed": self.sample_seed}
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,10 +1,11 @@
 """The data a subnetwork run needs, built from a target spec: TargetKG, ControlKG, ControlLM, in three roles.
 
-* training: the target facts on their chosen template, ``n_control`` control facts, a ControlLM pool;
+* training: the target facts on their chosen template (or, with ``target_templates="train"``, on
+  every training template), ``n_control`` control facts, a ControlLM pool;
 * validation (the rule that picks the final mask, :mod:`~circuitcut.subnetwork.selection`): the
-  target facts on their *other* training templates (never trained on; the rule counts the rows the
-  original model ranks in its top 10), ``n_control_val`` further
-  control facts, ControlLM windows after the training pool;
+  target facts on sentences never trained on (their *other* training templates, or the relation's
+  validation paraphrases; the rule counts the rows the original model ranks in its top 10),
+  ``n_control_val`` further control facts, ControlLM windows after the training pool;
 * evaluation (the reported numbers): the target facts on their chosen and held-out paraphrase
   templates, the training control facts and ``n_control_new`` control facts never seen before, each
   also on paraphrases, and ControlLM windows of the corpus's ``eval`` split.
@@ -69,6 +70,15 @@ def _rows(batch: KGBatch) -> set[tuple[tuple[int, ...], int]]:
     }
 
 
+def check_target(config) -> kg.TargetSpec:
+    """The parsed target, refused (before any model loads) when its facts lack the templates the config trains or validates on."""
+    spec = kg.parse_spec(config.target)
+    if config.target_templates == "train" and (spec.relation is None or not kg.templates_for(spec.relation, "validation")):
+        raise kg.KGError(f"target_templates='train' validates on paraphrases of the target's relation, which "
+                         f"{config.target!r} lacks (IsA has them: 'isa:<synset>'); use target_templates='chosen'.")
+    return spec
+
+
 def build_kg(model: TransformerBridge, config) -> dict:
     """TargetKG for ``config.target`` and ControlKG away from its family, encoded for every role.
 
@@ -79,7 +89,7 @@ def build_kg(model: TransformerBridge, config) -> dict:
     never-seen and training facts, in that order of priority.
     """
     tokenizer = model.tokenizer
-    spec = kg.parse_spec(config.target)
+    spec = check_target(config)
     triplets = kg.load_wordnet(isa_depth=config.isa_depth)
     family = [t for t in triplets if kg.in_target(t, spec)]
     if not family:
@@ -97,10 +107,14 @@ def build_kg(model: TransformerBridge, config) -> dict:
     pool = kg.select_control(known, exclude=target, n=n_all, seed=config.sample_seed)
     val, new, control = _split(pool, (config.n_control_val, config.n_control_new, config.n_control))
     kg.check_disjoint(target, pool)
+    if config.target_templates == "train":
+        trained, val_target = target.encode(tokenizer, template="train"), target.encode(tokenizer, template="validation")
+    else:
+        trained, val_target = target.encode(tokenizer), _other_templates(target, tokenizer)
     return {
-        "target": target.encode(tokenizer),
+        "target": trained,
         "control": control.encode(tokenizer),
-        "val_kg": {"target": _other_templates(target, tokenizer), "control": val.encode(tokenizer)},
+        "val_kg": {"target": val_target, "control": val.encode(tokenizer)},
         "eval_kg": {
             "target": target.encode(tokenizer),
             "target_paraphrase": target.encode(tokenizer, template="heldout"),

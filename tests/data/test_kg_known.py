@@ -23,7 +23,7 @@ FACTS = [
 def test_tokenization_matches_joint_text(tiny_model):
     tok = tiny_model.tokenizer
     for fact in FACTS:
-        for template in kg.templates_for(fact.relation, heldout=None):
+        for template in kg.templates_for(fact.relation, None):
             prompt, cont = kg.verbalize(fact, template)
             (p, c), = kg.tokenize_pairs(tok, [prompt], [cont])
             assert p + c == tok(prompt + cont)["input_ids"]
@@ -34,10 +34,10 @@ def test_encode_and_filter_tiny(tiny_model):
     scored = kg.score_triplets(tiny_model, FACTS, top_k=10, batch_size=8, heldout=True)  # 4 padded batches
     assert len(scored) == len(FACTS)
     for k in scored:
-        train = [s for s in k.scores if not s.heldout]
+        train = [s for s in k.scores if s.role == "train"]
         assert k.template == min(train, key=lambda s: s.perplexity).template
         assert k.known == (k.rank <= 10) and 1 <= k.rank <= tok.vocab_size + 1000
-        assert {s.template for s in k.heldout_scores} == {t.name for t in kg.templates_for(k.triplet.relation, heldout=True)}
+        assert {s.template for s in k.heldout_scores} == {t.name for t in kg.templates_for(k.triplet.relation, "heldout")}
     everything = kg.known_triplets(tiny_model, FACTS, top_k=49152)
     assert [k.triplet for k in everything] == FACTS
     assert len(kg.known_triplets(tiny_model, FACTS, top_k=1)) < len(FACTS)  # a random model knows ~nothing
@@ -52,8 +52,11 @@ def test_encode_and_filter_tiny(tiny_model):
         assert batch.tail_tokens[i][batch.tail_mask[i]].tolist() == tail_ids
     assert batch.tail_mask.sum(-1).max() > 1  # a multi-token tail is in there
     held = kg.encode(tok, scored, template="heldout")
-    assert len(held) == sum(len(kg.templates_for(t.relation, heldout=True)) for t in FACTS)
+    assert len(held) == sum(len(kg.templates_for(t.relation, "heldout")) for t in FACTS)
     assert set(held.item_index.tolist()) == set(range(len(FACTS)))
+    val = kg.encode(tok, scored, template="validation")  # only IsA has validation paraphrases
+    assert set(val.templates) == {"isa_sort", "isa_classified"}
+    assert len(val) == 2 * sum(t.relation == "IsA" for t in FACTS)
 
     # padded batch == one row at a time, and == the filter's own numbers
     with torch.inference_mode():

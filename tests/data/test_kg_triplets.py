@@ -30,10 +30,16 @@ def test_verbalize_and_heldout():
     assert kg.verbalize(kg.Triplet("European", "IsA", "person", head_id="09686536"), "isa_kind")[0] == (
         "A European is a kind of")
     for relation in kg.RELATIONS:
-        train, held = kg.templates_for(relation), kg.templates_for(relation, heldout=True)
+        train, held = kg.templates_for(relation), kg.templates_for(relation, "heldout")
         assert train and held and not set(train) & set(held)
         assert all(t.relation == relation for t in train + held)
-    assert "isa_type" in {t.name for t in kg.templates_for("IsA", heldout=True)}
+    assert "isa_type" in {t.name for t in kg.templates_for("IsA", "heldout")}
+    validation = kg.templates_for("IsA", "validation")
+    assert {t.name for t in validation} == {"isa_sort", "isa_classified"}
+    assert not set(validation) & (set(kg.templates_for("IsA")) | set(kg.templates_for("IsA", "heldout")))
+    assert len(kg.templates_for("IsA", None)) == 6
+    with pytest.raises(kg.KGError, match="has role 'test'"):
+        kg.Template("isa_x", "IsA", "{a} {head} is {tail}", "test")
     with pytest.raises(kg.KGError, match="verbalizes PartOf"):
         kg.verbalize(dog, "partof_part")
     with pytest.raises(kg.KGError, match="Unknown template"):

@@ -15,7 +15,7 @@ from circuitcut.subnetwork import (
     SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, build_data, find_subnetwork, format_report,
     missed_goals, seed_overlaps,
 )
-from circuitcut.subnetwork.data import _other_templates, _split, build_kg
+from circuitcut.subnetwork.data import _other_templates, _split, build_kg, check_target
 from subnetwork_helpers import CONTROL, TARGET, isa_batch, tiny_config, tiny_data
 
 
@@ -165,15 +165,36 @@ def test_seed_overlaps_pair_only_runs_that_differ_in_the_mask_seed(tiny_model):
         f"- a vs a, seed 1 (mlp neurons, 3 and 3): Jaccard 0.500 (random sets of the same sizes {9 / n / (6 - 9 / n):.2g})"]
 
 
+def _every_fact_known(model, triplets, **kwargs):
+    """known_triplets without scoring: every fact known on its relation's first training template."""
+    return [KnownTriplet(t, kg.templates_for(t.relation)[0].name, 1, -0.1, -0.1, True) for t in triplets]
+
+
 @pytest.mark.parametrize("named_tails", ["keep", "drop"])
 def test_build_kg_drops_facts_whose_tail_is_named_in_the_head_only_when_asked(tiny_model, monkeypatch, named_tails):
-    def every_fact_known(model, triplets, **kwargs):  # skip scoring: the filter acts before it
-        return [KnownTriplet(t, kg.templates_for(t.relation)[0].name, 1, -0.1, -0.1, True) for t in triplets]
-
-    monkeypatch.setattr(kg, "known_triplets", every_fact_known)
+    monkeypatch.setattr(kg, "known_triplets", _every_fact_known)  # the filter acts before scoring
     config = SubnetworkConfig(target="isa:animal", named_tails=named_tails, n_candidates=300, control_candidates=300,
                               n_target=20, n_control=20, n_control_val=5, n_control_new=5)
     facts = build_kg(tiny_model, config)["facts"]
     rows = [f.split(" (rank")[0].split("|") for part in facts.values() for f in part]
     named = [(prompt, tail) for prompt, tail in rows if kg.Triplet(prompt, "IsA", tail).tail_named_in_head]
     assert (named == []) == (named_tails == "drop")
+
+
+def test_training_every_target_template_validates_on_paraphrases_and_reports_as_before(tiny_model, monkeypatch):
+    """``target_templates="train"``: suppression sees each fact on both IsA training templates, the rule
+    its validation paraphrases (never trained on), the report the same chosen and held-out rows as ``chosen``."""
+    monkeypatch.setattr(kg, "known_triplets", _every_fact_known)
+    sizes = dict(target="isa:animal", n_candidates=50, control_candidates=100, n_target=6, n_control=10,
+                 n_control_val=3, n_control_new=3)
+    chosen, train = (build_kg(tiny_model, SubnetworkConfig(target_templates=t, **sizes)) for t in ("chosen", "train"))
+    assert len(chosen["target"]) == 6 and set(chosen["val_kg"]["target"].templates) == {"isa_article"}
+    assert len(train["target"]) == 12 and sorted(train["target"].item_index.tolist()) == sorted(list(range(6)) * 2)
+    assert set(train["target"].templates) == {"isa_kind", "isa_article"}
+    assert len(train["val_kg"]["target"]) == 12 and set(train["val_kg"]["target"].templates) == {"isa_sort", "isa_classified"}
+    for name in ("target", "target_paraphrase", "control_new"):
+        assert train["eval_kg"][name].prompts == chosen["eval_kg"][name].prompts
+    for target in ("partof:vehicle.n.01", "any:animal"):
+        with pytest.raises(kg.KGError, match="target_templates='chosen'"):
+            check_target(SubnetworkConfig(target=target, target_templates="train"))
+    assert check_target(SubnetworkConfig(target="partof:vehicle.n.01")).relation == "PartOf"

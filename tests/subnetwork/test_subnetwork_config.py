@@ -19,6 +19,7 @@ def test_bad_settings_are_refused_clearly(tiny_model):
         "sparsity must be one of": dict(sparsity="l1"),
         "lr_schedule must be one of": dict(lr_schedule="step"),
         "named_tails must be one of": dict(named_tails="filter"),
+        "target_templates must be one of": dict(target_templates="all"),
         "suppress_rank must be >= 1": dict(suppress_rank=0),
         "noise_decay is a fraction": dict(noise_decay=2.0),
         "max_lm_dppl must be >= 0": dict(max_lm_dppl=-1.0),
@@ -32,9 +33,12 @@ def test_bad_settings_are_refused_clearly(tiny_model):
         SubnetworkConfig.from_dict({"stepz": 3})
 
 
-def test_dropping_named_tails_gives_other_facts_and_keeping_them_reuses_older_folders():
-    keep, drop = SubnetworkConfig().kg_key(), SubnetworkConfig(named_tails="drop").kg_key()
-    assert "named_tails" not in keep and drop == {**keep, "named_tails": "drop"}
+def test_later_data_options_change_the_kg_key_only_away_from_their_defaults():
+    """Folders made before ``named_tails`` and ``target_templates`` existed keep their scored facts."""
+    default = SubnetworkConfig().kg_key()
+    assert "named_tails" not in default and "target_templates" not in default
+    assert SubnetworkConfig(named_tails="drop").kg_key() == {**default, "named_tails": "drop"}
+    assert SubnetworkConfig(target_templates="train").kg_key() == {**default, "target_templates": "train"}
 
 
 def test_presets_and_sites(tiny_model):

@@ -35,6 +35,10 @@ class TemplateScore:
     def heldout(self) -> bool:
         return TEMPLATE_BY_NAME[self.template].heldout
 
+    @property
+    def role(self) -> str:
+        return TEMPLATE_BY_NAME[self.template].role
+
 
 @dataclass(frozen=True)
 class KnownTriplet:
@@ -104,8 +108,9 @@ def score_triplets(
     heldout: bool = False,
     prepend_bos: bool | None = None,
 ) -> list[KnownTriplet]:
-    """Score every triplet under every training template of its relation (and the held-out ones
-    with ``heldout=True``), one forward pass per distinct sentence, and pick each triplet's template.
+    """Score every triplet under every training template of its relation (and its validation and
+    held-out ones with ``heldout=True``), one forward pass per distinct sentence, and pick each
+    triplet's template among the training ones.
 
     Returns one :class:`KnownTriplet` per input triplet (``known`` says whether it passes top-k).
     """
@@ -116,7 +121,7 @@ def score_triplets(
     per_triplet: list[list[tuple[str, int]]] = []
     for triplet in triplets:
         rows = []
-        for template in templates_for(triplet.relation, heldout=None if heldout else False):
+        for template in templates_for(triplet.relation, None if heldout else "train"):
             key = verbalize(triplet, template)
             rows.append((template.name, keys.setdefault(key, len(keys))))
         per_triplet.append(rows)
@@ -130,7 +135,7 @@ def score_triplets(
             TemplateScore(name, int(scores.rank[r]), float(scores.logprob[r]), float(scores.tail_logprob[r]))
             for name, r in rows
         )
-        best = max((s for s in ts if not s.heldout), key=lambda s: s.tail_logprob)
+        best = max((s for s in ts if s.role == "train"), key=lambda s: s.tail_logprob)
         out.append(
             KnownTriplet(triplet, best.template, best.rank, best.logprob, best.tail_logprob, best.rank <= top_k, ts)
         )
@@ -153,7 +158,7 @@ def known_triplets(
         model: a TransformerBridge (``model(tokens)`` gives logits; ``model.tokenizer``).
         triplets: candidates, e.g. from :func:`load_wordnet`.
         batch_size: rows per forward pass (right-padded, rows of similar length together).
-        heldout: also score the held-out templates (kept in ``KnownTriplet.scores``); off by
+        heldout: also score the validation and held-out templates (kept in ``KnownTriplet.scores``); off by
             default since held-out scores matter for the few target triplets only (score those
             later with ``encode(..., template="heldout")``) and each template costs a forward pass.
         prepend_bos: ``None`` uses the tokenizer's default special tokens.
@@ -174,10 +179,10 @@ def encode(
     Args:
         tokenizer: a Hugging Face tokenizer, or a model with ``.tokenizer``.
         items: :class:`KnownTriplet` (or bare :class:`Triplet` with a template other than ``"chosen"``).
-        template: ``"chosen"`` (each item's chosen training template, one row per item),
-            ``"heldout"`` (one row per held-out template of the item's relation), ``"train"``
-            (one row per training template), ``"all"``, or a template name. ``item_index`` maps
-            rows back to ``items``.
+        template: ``"chosen"`` (each item's chosen training template, one row per item), a role
+            (``"train"``, ``"validation"``, ``"heldout"``: one row per template of the item's relation
+            with that role; a relation may have none), ``"all"``, or a template name. ``item_index``
+            maps rows back to ``items``.
     """
     tokenizer = _tokenizer_of(tokenizer)
     rows: list[tuple[int, Triplet, Template]] = []
@@ -187,12 +192,11 @@ def encode(
             if not isinstance(item, KnownTriplet):
                 raise KGError(
                     f"{triplet} has no chosen template (it was not scored); run known_triplets() first "
-                    "or pass template='train', 'heldout', 'all' or a template name."
+                    "or pass template='train', 'validation', 'heldout', 'all' or a template name."
                 )
             chosen = [get_template(item.template)]
-        elif template in ("heldout", "train", "all"):
-            flag = {"heldout": True, "train": False, "all": None}[template]
-            chosen = list(templates_for(triplet.relation, heldout=flag))
+        elif template in ("train", "validation", "heldout", "all"):
+            chosen = list(templates_for(triplet.relation, None if template == "all" else template))
         else:
             chosen = [get_template(template)]
         rows += [(i, triplet, t) for t in chosen]

@@ -4,8 +4,9 @@
   Relation directions: ``(wheel, PartOf, car)``, ``(player, MemberOf, team)``,
   ``(table, MadeOf, wood)``.
 * :data:`TEMPLATES` verbalize each relation several ways; the text before the tail is the prompt,
-  the tail with a leading space is the continuation. Held-out templates (``heldout=True``) are
-  paraphrases never used for training, kept for evaluation.
+  the tail with a leading space is the continuation. Each template has a role: ``train`` (facts are
+  scored, chosen and trained on them), ``validation`` (paraphrases a run may choose its final mask on)
+  or ``heldout`` (paraphrases kept for the reported evaluation, never trained or chosen on).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from circuitcut.data.wordnet import load_graph
 
@@ -68,6 +70,10 @@ def _content_words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]{3,}", text.lower()))
 
 
+TemplateRole = Literal["train", "validation", "heldout"]
+TEMPLATE_ROLES: tuple[TemplateRole, ...] = ("train", "validation", "heldout")
+
+
 @dataclass(frozen=True)
 class Template:
     """A verbalization of one relation. ``text`` ends with ``{tail}``; placeholders: ``{head}``,
@@ -76,60 +82,71 @@ class Template:
     name: str
     relation: str
     text: str
-    heldout: bool = False
+    role: TemplateRole = "train"
+
+    @property
+    def heldout(self) -> bool:
+        return self.role == "heldout"
 
     def __post_init__(self) -> None:
+        if self.role not in TEMPLATE_ROLES:
+            raise KGError(f"Template {self.name!r} has role {self.role!r}; use one of {', '.join(TEMPLATE_ROLES)}.")
         if not self.text.endswith("{tail}") or self.text.count("{tail}") != 1:
             raise KGError(f"Template {self.name!r} must end with '{{tail}}' (the continuation): {self.text!r}")
 
 
-# Each relation's templates as (name, text, held out); held-out ones are paraphrases kept for evaluation.
-_TEMPLATE_TEXTS: dict[str, tuple[tuple[str, str, bool], ...]] = {
+# Each relation's templates as (name, text, role). IsA's validation paraphrases (for runs that train on
+# every training template) are one near the training wording and one apart from it, each known to
+# SmolLM2 for at least half of the animal, food and vehicle target facts.
+_T, _V, _H = "train", "validation", "heldout"
+_TEMPLATE_TEXTS: dict[str, tuple[tuple[str, str, TemplateRole], ...]] = {
     "IsA": (
-        ("isa_kind", "{a} {head} is a kind of {tail}", False),
-        ("isa_article", "{a} {head} is {a_tail} {tail}", False),
-        ("isa_type", "{a} {head} is a type of {tail}", True),
-        ("isa_example", "{a} {head} is an example of {a_tail} {tail}", True),
+        ("isa_kind", "{a} {head} is a kind of {tail}", _T),
+        ("isa_article", "{a} {head} is {a_tail} {tail}", _T),
+        ("isa_sort", "{a} {head} is a sort of {tail}", _V),
+        ("isa_classified", "{a} {head} is classified as {a_tail} {tail}", _V),
+        ("isa_type", "{a} {head} is a type of {tail}", _H),
+        ("isa_example", "{a} {head} is an example of {a_tail} {tail}", _H),
     ),
     "PartOf": (
-        ("partof_part", "{a} {head} is part of {a_tail} {tail}", False),
-        ("partof_the", "The {head} is part of the {tail}", False),
-        ("partof_component", "{a} {head} is a component of {a_tail} {tail}", True),
+        ("partof_part", "{a} {head} is part of {a_tail} {tail}", _T),
+        ("partof_the", "The {head} is part of the {tail}", _T),
+        ("partof_component", "{a} {head} is a component of {a_tail} {tail}", _H),
     ),
     "MemberOf": (
-        ("memberof_member", "{a} {head} is a member of {a_tail} {tail}", False),
-        ("memberof_the", "The {head} is a member of the {tail}", False),
-        ("memberof_belongs", "{a} {head} belongs to {a_tail} {tail}", True),
+        ("memberof_member", "{a} {head} is a member of {a_tail} {tail}", _T),
+        ("memberof_the", "The {head} is a member of the {tail}", _T),
+        ("memberof_belongs", "{a} {head} belongs to {a_tail} {tail}", _H),
     ),
     "MadeOf": (
-        ("madeof_made", "{a} {head} is made of {tail}", False),
-        ("madeof_bare", "{head} is made of {tail}", False),
-        ("madeof_from", "{a} {head} is made from {tail}", False),
-        ("madeof_consists", "{a} {head} consists of {tail}", True),
+        ("madeof_made", "{a} {head} is made of {tail}", _T),
+        ("madeof_bare", "{head} is made of {tail}", _T),
+        ("madeof_from", "{a} {head} is made from {tail}", _T),
+        ("madeof_consists", "{a} {head} consists of {tail}", _H),
     ),
     "UsedFor": (
-        ("usedfor_used", "{a} {head} is used for {tail}", False),
-        ("usedfor_use", "You can use {a} {head} for {tail}", False),
-        ("usedfor_useful", "{a} {head} is useful for {tail}", True),
+        ("usedfor_used", "{a} {head} is used for {tail}", _T),
+        ("usedfor_use", "You can use {a} {head} for {tail}", _T),
+        ("usedfor_useful", "{a} {head} is useful for {tail}", _H),
     ),
     "AtLocation": (
-        ("atlocation_likely", "You are likely to find {a} {head} in {a_tail} {tail}", False),
-        ("atlocation_found", "{a} {head} is usually found in {a_tail} {tail}", False),
-        ("atlocation_can", "You can find {a} {head} in {a_tail} {tail}", True),
+        ("atlocation_likely", "You are likely to find {a} {head} in {a_tail} {tail}", _T),
+        ("atlocation_found", "{a} {head} is usually found in {a_tail} {tail}", _T),
+        ("atlocation_can", "You can find {a} {head} in {a_tail} {tail}", _H),
     ),
     "CapableOf": (
-        ("capableof_can", "{a} {head} can {tail}", False),
-        ("capableof_able", "{a} {head} is able to {tail}", False),
-        ("capableof_knows", "{a} {head} knows how to {tail}", True),
+        ("capableof_can", "{a} {head} can {tail}", _T),
+        ("capableof_able", "{a} {head} is able to {tail}", _T),
+        ("capableof_knows", "{a} {head} knows how to {tail}", _H),
     ),
     "HasProperty": (
-        ("hasproperty_is", "{a} {head} is {tail}", False),
-        ("hasproperty_usually", "{a} {head} is usually {tail}", False),
-        ("hasproperty_tends", "{a} {head} tends to be {tail}", True),
+        ("hasproperty_is", "{a} {head} is {tail}", _T),
+        ("hasproperty_usually", "{a} {head} is usually {tail}", _T),
+        ("hasproperty_tends", "{a} {head} tends to be {tail}", _H),
     ),
 }
 TEMPLATES: dict[str, tuple[Template, ...]] = {
-    relation: tuple(Template(name, relation, text, heldout) for name, text, heldout in rows)
+    relation: tuple(Template(name, relation, text, role) for name, text, role in rows)
     for relation, rows in _TEMPLATE_TEXTS.items()
 }
 TEMPLATE_BY_NAME: dict[str, Template] = {t.name: t for ts in TEMPLATES.values() for t in ts}
@@ -146,10 +163,10 @@ def get_template(name: str | Template) -> Template:
         raise KGError(f"Unknown template {name!r}.{hint} Templates are listed in kg.TEMPLATES.") from None
 
 
-def templates_for(relation: str, *, heldout: bool | None = False) -> tuple[Template, ...]:
-    """Templates of a relation: training ones (``heldout=False``), held-out ones (``True``) or all (``None``)."""
+def templates_for(relation: str, role: TemplateRole | None = "train") -> tuple[Template, ...]:
+    """Templates of a relation with one role (``train``, ``validation``, ``heldout``), or all (``None``)."""
     relation = check_relation(relation)
-    return tuple(t for t in TEMPLATES[relation] if heldout is None or t.heldout == heldout)
+    return tuple(t for t in TEMPLATES[relation] if role is None or t.role == role)
 
 
 _WORDNET_ID = re.compile(r"^\d{8}$")
