@@ -54,10 +54,10 @@ _TARGETS = {"animal": "isa:animal", "food": "isa:food.n.01", "vehicle": "isa:veh
 SUBNETWORK_RUNS = {
     **{label: (target, 0, SUBNETWORK) for label, target in _TARGETS.items()},
     **{f"{label}, seed 1": (target, 1, SUBNETWORK) for label, target in _TARGETS.items()},
-    **{f"{label}, weights": (_TARGETS[label], 0, WEIGHT_SUBNETWORK) for label in ("animal", "food")},
+    **{f"{label}, weights": (_TARGETS[label], 0, WEIGHT_SUBNETWORK) for label in _TARGETS},
 }
 """Label -> (target, mask seed, config): three targets under two mask seeds each, on the same facts (every run
-samples its facts with seed 0), to tell target overlap from seed noise, and two targets with weight masks.
+samples its facts with seed 0), to tell target overlap from seed noise, and the three targets with weight masks.
 All go into ``SUBNETWORKS.md``; the first is shown in detail."""
 RELEARN = RelearnConfig()
 """Relearning behind the figures (``circuitcut relearn``'s defaults), after the pruning run's best step and

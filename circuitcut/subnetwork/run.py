@@ -99,9 +99,9 @@ def find_subnetwork(
     metrics["n_facts"] = {name: len(batch) for name, batch in data.eval_kg.items()}
     metrics["seconds"] = {
         "data": prepared - started,
-        "train": trained - prepared,
+        "train": trainer.seconds,  # every start of a resumed run
         "evaluate": time.perf_counter() - trained,
-        "per_step": (trained - prepared) / max(config.steps, 1),
+        "per_step": trainer.seconds / max(config.steps, 1),
     }
     result = SubnetworkResult(config, mask, trainer.history, metrics)
     if folder is not None:

@@ -9,6 +9,7 @@ mask is validated and offered to the selection rule (:mod:`~circuitcut.subnetwor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,8 @@ class SubnetworkTrainer:
         self.selector = Selector(model, data, config)
         self.history: list[dict] = []
         self.step = 0
+        self.seconds = 0.0
+        """Training time so far, summed over every start of a resumed run (saved in checkpoints)."""
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self._previous: dict[str, Bool[Tensor, "..."]] | None = None
         self.push = Push()
@@ -80,6 +83,7 @@ class SubnetworkTrainer:
                        disable=not (progress and distributed.is_main_process()))
             with remover(self.model, c.granularity, keep0) as masker:
                 for step in bar:
+                    started = time.perf_counter()
                     masks, record = self._train_step(step, ref, masker)
                     last = step == c.steps - 1
                     if step % c.log_every == 0 or last:
@@ -91,6 +95,7 @@ class SubnetworkTrainer:
                     if self.selector.enabled and ((step + 1) % c.validate_every == 0 or last):
                         self.selector.validate(step + 1, self.scores.hard(), masker)
                     self.step = step + 1
+                    self.seconds += time.perf_counter() - started
                     if self.checkpoint is not None and ((step + 1) % c.checkpoint_every == 0 or last):
                         self._save()
                     if on_step is not None:
@@ -167,6 +172,7 @@ class SubnetworkTrainer:
         state = {
             "config": self.config.to_dict(),
             "step": self.step,
+            "seconds": self.seconds,
             "scores": self.scores.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -185,5 +191,6 @@ class SubnetworkTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.step, self.history, self._previous = state["step"], state["history"], state["previous"]
+        self.seconds = state.get("seconds", 0.0)  # checkpoints written before it was kept hold none
         self.push.load_state_dict(state["push"])
         self.selector.load_state_dict(state["selection"])

@@ -45,7 +45,10 @@ def test_resume_equals_uninterrupted(tiny_model, tmp_path):
         SubnetworkTrainer(tiny_model, config, data, tmp_path / "ck.pt").train(progress=False, on_step=stop_at_2)
     resumed = SubnetworkTrainer(tiny_model, config, data, tmp_path / "ck.pt")
     assert resumed.step == 2 and len(resumed.selector.records) == 1
+    first_start = resumed.seconds  # the first start's training time comes back with its steps
+    assert first_start > 0
     resumed.train(progress=False)
+    assert resumed.seconds > first_start
     assert all(torch.equal(a, b) for a, b in zip(full.scores.scores, resumed.scores.scores))
     assert resumed.history == full.history
     assert resumed.selector.records == full.selector.records
