@@ -31,7 +31,7 @@ from circuitcut.plots.neurons import importance_heatmap, importance_scatter, neu
 from circuitcut.plots.pruning import drop_curves, percent_pruned, pruning_curves
 from circuitcut.plots.robustness import family_generalisation, relearn_curves
 from circuitcut.plots.subnetworks import (
-    DATASET_LABELS, jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves,
+    DATASET_LABELS, jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves, tradeoff,
     subnetwork_anatomy, subnetwork_effect, training_curves,
 )
 from circuitcut.pruning import PruningConfig, PruningResult, prune
@@ -182,6 +182,25 @@ def _selection(r: SubnetworkResult) -> tuple[go.Figure, str]:
         f"{chosen['chosen_step']} ({'all bounds kept' if chosen['rule_met'] else 'no mask kept every bound'}).")
 
 
+def _tradeoff(subnetworks: dict[str, SubnetworkResult]) -> tuple[go.Figure, str]:
+    """Every run's validations and chosen mask against the bounds, with how many of each keep both, per granularity."""
+    def kept(top10: float, control: float, rule: dict) -> bool:
+        return top10 <= rule["max_target_top10"] and control <= rule["max_control_dppl"]
+
+    counts = []
+    for units in dict.fromkeys(r.config.units for r in subnetworks.values()):
+        runs = [r.metrics for r in subnetworks.values() if r.config.units == units]
+        vals = [(v, m["selection"]["rule"]) for m in runs for v in m["selection"]["validations"]]
+        chosen = sum(kept(max(m["remaining"][n]["top10"] for n in ("target", "target_paraphrase")),
+                          m["change"]["control_new"]["dppl"], m["selection"]["rule"]) for m in runs)
+        counts.append(f"{units}: {sum(kept(v['target_top10'], v['control_dppl'], rule) for v, rule in vals)} of "
+                      f"{len(vals)} validations and {chosen} of {len(runs)} chosen masks")
+    return tradeoff({label: r.metrics for label, r in subnetworks.items()}), (
+        "Target rows left in the top 10 against ControlKG damage, for every run (validation data at each "
+        "checkpoint; reported data for the chosen mask: the worse of training and paraphrased templates, and "
+        "never-seen controls). Inside both bounds (shaded): " + "; ".join(counts) + ".")
+
+
 def _anatomy(r: SubnetworkResult) -> tuple[go.Figure, str]:
     size = r.mask.summary()
     busiest = max(size["per_layer"].items(), key=lambda kv: kv[1]["subnetwork"])
@@ -209,6 +228,7 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
             f"Loss terms and sparsity while learning the {first.config.target} mask; sparsity of the evaluation "
             f"mask at the last step {sparsity_text(first.history[-1]['sparsity'])}%.")),
         "subnetwork_selection": _selection(first),
+        "subnetwork_tradeoff": _tradeoff(subnetworks),
         "subnetwork_anatomy": _anatomy(first),
         "subnetwork_neurons_per_layer": (neurons_per_layer({"learned " + first_label: first.mask.to_neuron_mask(),
                                                             "selective pruning (Python)": selective}),

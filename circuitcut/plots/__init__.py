@@ -16,6 +16,7 @@ view                       shows
 ``subnetwork_effect``      remaining-model perplexity and top-10 vs random masks
 ``training_curves``        subnetwork loss terms and sparsity per training step
 ``selection_curves``       validation figures the rule that picks the final mask reads
+``tradeoff``               target suppression against control damage, runs side by side
 ``relearn_curves``         forget / retain metric vs fine-tuning steps after each removal
 ``family_generalisation``  a subnetwork's effect on other facts of its family and a sibling family
 =========================  ===============================================================
@@ -30,12 +31,12 @@ from circuitcut.plots.pruning import drop_curves, pruning_curves
 from circuitcut.plots.robustness import family_generalisation, relearn_curves
 from circuitcut.plots.subnetworks import (
     jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves, subnetwork_anatomy,
-    subnetwork_effect, training_curves,
+    subnetwork_effect, tradeoff, training_curves,
 )
 
 
 __all__ = [
     "drop_curves", "family_generalisation", "importance_heatmap", "importance_scatter", "jaccard_matrix",
     "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "relearn_curves", "save_figure",
-    "selection_curves", "subnetwork_anatomy", "subnetwork_effect", "training_curves",
+    "selection_curves", "subnetwork_anatomy", "subnetwork_effect", "training_curves", "tradeoff",
 ]

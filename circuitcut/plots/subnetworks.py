@@ -234,3 +234,29 @@ def selection_curves(metrics: dict, title: str | None = None) -> go.Figure:
     met = "rule met" if sel["rule_met"] else "rule not met: least violation"
     return finish(fig, title or f"Choosing the mask on validation data: step {sel['chosen_step']} ({met})",
                   height=440, width=1100)
+
+
+def tradeoff(runs: Mapping[str, dict], title: str | None = None) -> go.Figure:
+    """Target suppression against control damage, one trace per run (``label -> metrics.json``): left, every
+    validation of the run's mask during training (what the selection rule saw, steps joined in order);
+    right, the chosen mask on the reported data (target rows left in the top 10, the worse of the training
+    and paraphrased templates, against never-seen ControlKG dPPL). The shaded corner keeps both bounds."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=(
+        "validation, every checkpoint", "evaluation, chosen mask"))
+    for i, (label, metrics) in enumerate(runs.items()):
+        color = PALETTE[i % len(PALETTE)]
+        vals = metrics["selection"]["validations"]
+        fig.add_scatter(x=[v["target_top10"] for v in vals], y=[v["control_dppl"] for v in vals], mode="lines+markers",
+                        text=[f"step {v['step']}" for v in vals], name=label, legendgroup=label, line_color=color,
+                        row=1, col=1)
+        left = max(metrics["remaining"][name]["top10"] for name in ("target", "target_paraphrase"))
+        fig.add_scatter(x=[left], y=[metrics["change"]["control_new"]["dppl"]], mode="markers", name=label,
+                        legendgroup=label, showlegend=False, marker=dict(color=color, size=11), row=1, col=2)
+    rule = next(iter(runs.values()))["selection"]["rule"]
+    for col in (1, 2):
+        fig.add_shape(type="rect", x0=0, x1=rule["max_target_top10"], y0=-5, y1=rule["max_control_dppl"],
+                      fillcolor="rgba(0,160,0,0.12)", line_width=0, row=1, col=col)
+    fig.update_xaxes(title_text="target rows in the top 10 (%)")
+    fig.update_yaxes(title_text="ControlKG dPPL (%)", row=1, col=1)
+    fig.update_yaxes(title_text="never-seen ControlKG dPPL (%)", row=1, col=2)
+    return finish(fig, title or "Suppressing the target against damaging the controls", height=480, width=1100)

@@ -9,7 +9,7 @@ from circuitcut.masks import NeuronMask
 from circuitcut.plots import (
     drop_curves, importance_heatmap, importance_scatter, jaccard_matrix, neuron_contexts, neurons_per_layer,
     overlap_counts, overlap_per_layer, pruning_curves, save_figure, selection_curves, subnetwork_anatomy, subnetwork_effect,
-    training_curves,
+    tradeoff, training_curves,
 )
 from circuitcut.overlap import as_units
 from circuitcut.pruning import PruningConfig, PruningResult, drop
@@ -221,3 +221,12 @@ def test_subnetwork_effect_training_and_selection_curves():
     assert list(next(t for t in fig.data if t.name == "sparsity").y) == [95.0, 97.0]
     assert list(next(t for t in fig.data if t.name == "target rows in the top 10").y) == [30.0, 5.0]
     assert "step 20 (rule met)" in fig.layout.title.text
+
+    worse = {**metrics, "remaining": {**metrics["remaining"], "target_paraphrase": _kg(9.0, 25.0)},
+             "change": {"control_new": {"dppl": 12.5}}}
+    fig = _titled(tradeoff({"a": {**metrics, "remaining": {**metrics["remaining"], "target_paraphrase": _kg(9.0, 5.0)},
+                                  "change": {"control_new": {"dppl": 3.0}}}, "b": worse}))
+    assert [list(t.x) for t in fig.data if t.mode == "lines+markers"] == [[30.0, 5.0]] * 2  # every validation
+    chosen = [(t.name, list(t.x), list(t.y)) for t in fig.data if t.mode == "markers"]
+    assert chosen == [("a", [5.0], [3.0]), ("b", [25.0], [12.5])]  # the worse template, never-seen controls
+    assert [(r.x1, r.y1) for r in fig.layout.shapes] == [(10.0, 10.0)] * 2
