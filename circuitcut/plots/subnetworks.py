@@ -244,14 +244,17 @@ def tradeoff(runs: Mapping[str, dict], title: str | None = None) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=(
         "validation, every checkpoint", "evaluation, chosen mask"))
     for i, (label, metrics) in enumerate(runs.items()):
-        color = PALETTE[i % len(PALETTE)]
+        # past the palette's length, runs differ by marker and dash as well as by colour
+        color, cycle = PALETTE[i % len(PALETTE)], i // len(PALETTE) % 3
+        symbol, dash = ("circle", "diamond", "square")[cycle], ("solid", "dash", "dot")[cycle]
         vals = metrics["selection"]["validations"]
         fig.add_scatter(x=[v["target_top10"] for v in vals], y=[v["control_dppl"] for v in vals], mode="lines+markers",
-                        text=[f"step {v['step']}" for v in vals], name=label, legendgroup=label, line_color=color,
-                        row=1, col=1)
+                        text=[f"step {v['step']}" for v in vals], name=label, legendgroup=label,
+                        line=dict(color=color, dash=dash), marker_symbol=symbol, row=1, col=1)
         left = max(metrics["remaining"][name]["top10"] for name in ("target", "target_paraphrase"))
         fig.add_scatter(x=[left], y=[metrics["change"]["control_new"]["dppl"]], mode="markers", name=label,
-                        legendgroup=label, showlegend=False, marker=dict(color=color, size=11), row=1, col=2)
+                        legendgroup=label, showlegend=False, marker=dict(color=color, size=11, symbol=symbol),
+                        row=1, col=2)
     rule = next(iter(runs.values()))["selection"]["rule"]
     for col in (1, 2):
         fig.add_shape(type="rect", x0=0, x1=rule["max_target_top10"], y0=-5, y1=rule["max_control_dppl"],
