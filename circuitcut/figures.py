@@ -55,9 +55,11 @@ SUBNETWORK_RUNS = {
     **{label: (target, 0, SUBNETWORK) for label, target in _TARGETS.items()},
     **{f"{label}, seed 1": (target, 1, SUBNETWORK) for label, target in _TARGETS.items()},
     **{f"{label}, weights": (_TARGETS[label], 0, WEIGHT_SUBNETWORK) for label in _TARGETS},
+    "animal, weights, seed 1": (_TARGETS["animal"], 1, WEIGHT_SUBNETWORK),
 }
 """Label -> (target, mask seed, config): three targets under two mask seeds each, on the same facts (every run
-samples its facts with seed 0), to tell target overlap from seed noise, and the three targets with weight masks.
+samples its facts with seed 0), to tell target overlap from seed noise, and the three targets with weight masks
+(animal under both seeds).
 All go into ``SUBNETWORKS.md``; the first is shown in detail."""
 RELEARN = RelearnConfig()
 """Relearning behind the figures (``circuitcut relearn``'s defaults), after the pruning run's best step and
