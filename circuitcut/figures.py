@@ -31,8 +31,8 @@ from circuitcut.plots.neurons import importance_heatmap, importance_scatter, neu
 from circuitcut.plots.pruning import drop_curves, percent_pruned, pruning_curves
 from circuitcut.plots.robustness import family_generalisation, relearn_curves
 from circuitcut.plots.subnetworks import (
-    DATASET_LABELS, jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves, tradeoff,
-    subnetwork_anatomy, subnetwork_effect, training_curves,
+    DATASET_LABELS, jaccard_matrix, overlap_counts, overlap_per_layer, overlap_summary, selection_curves,
+    chosen_point, subnetwork_anatomy, subnetwork_effect, tradeoff, training_curves,
 )
 from circuitcut.pruning import PruningConfig, PruningResult, prune
 from circuitcut.robustness import FamilyConfig, RelearnConfig, RelearnResult, relearn
@@ -193,8 +193,7 @@ def _tradeoff(subnetworks: dict[str, SubnetworkResult]) -> tuple[go.Figure, str]
     for units in dict.fromkeys(r.config.units for r in subnetworks.values()):
         runs = [r.metrics for r in subnetworks.values() if r.config.units == units]
         vals = [(v, m["selection"]["rule"]) for m in runs for v in m["selection"]["validations"]]
-        chosen = sum(kept(max(m["remaining"][n]["top10"] for n in ("target", "target_paraphrase")),
-                          m["change"]["control_new"]["dppl"], m["selection"]["rule"]) for m in runs)
+        chosen = sum(kept(*chosen_point(m), m["selection"]["rule"]) for m in runs)
         counts.append(f"{units}: {sum(kept(v['target_top10'], v['control_dppl'], rule) for v, rule in vals)} of "
                       f"{len(vals)} validations and {chosen} of {len(runs)} chosen masks")
     return tradeoff({label: r.metrics for label, r in subnetworks.items()}), (

@@ -17,13 +17,12 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from circuitcut.evaluate import evaluate_tokens
 from circuitcut.models import load_model
 from circuitcut.subnetwork import SubnetworkResult, run_data
-from circuitcut.subnetwork.evaluation import kg_metrics
+from circuitcut.subnetwork.evaluation import changes, evaluate_model
 from circuitcut.threads import set_threads
 
-DATASETS = ("target", "target_paraphrase", "control_new")
+DATASETS = ("target", "target_paraphrase", "control_new", "lm")
 
 
 @torch.inference_mode()
@@ -52,14 +51,6 @@ def replacing(subnetwork: dict[str, Bool[Tensor, " neuron"]], values: dict[str, 
     return [(name, setter(~mask, values[name] * mask)) for name, mask in subnetwork.items() if mask.any()]
 
 
-@torch.inference_mode()
-def scores(model, data, hooks: list) -> dict[str, dict]:
-    with model.hooks(fwd_hooks=hooks):
-        out = {name: kg_metrics(model, data.eval_kg[name]) for name in DATASETS}
-        out["lm"] = {"ppl": evaluate_tokens(model, data.eval_lm).perplexity}
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", help="finished neuron-level `circuitcut subnet` run folders")
@@ -72,14 +63,16 @@ def main() -> None:
         if result.config.granularity != "neuron":
             raise SystemExit(f"{run_dir} holds a {result.config.granularity} mask; mean ablation is of neurons.")
         data = run_data(model, result.config, Path(run_dir))
-        subnetwork = result.mask.subnetwork
-        means = mean_activations(model, list(subnetwork), data.lm)
-        original = scores(model, data, [])
+        means = mean_activations(model, list(result.mask.subnetwork), data.lm)
+        original = evaluate_model(model, data)
+        zeroed = evaluate_model(model, data, result.mask)  # the usual removal
+        with torch.inference_mode(), model.hooks(fwd_hooks=replacing(result.mask.subnetwork, means)):
+            averaged = evaluate_model(model, data)
         print(f"{run_dir} ({result.config.target}, {result.mask.n_subnetwork():,} {result.config.units}):")
-        for label, values in (("zero", {n: torch.zeros_like(m) for n, m in means.items()}), ("mean", means)):
-            removed = scores(model, data, replacing(subnetwork, values))
-            cells = [f"{name} dPPL {100 * (removed[name]['ppl'] / original[name]['ppl'] - 1):+.1f} %"
-                     + (f" (top-10 {removed[name]['top10']:.0f} %)" if name != "lm" else "") for name in removed]
+        for label, removed in (("zero", zeroed), ("mean", averaged)):
+            change = changes(original, removed)
+            cells = [f"{name} dPPL {change[name]['dppl']:+.1f} %"
+                     + (f" (top-10 {removed[name]['top10']:.0f} %)" if name != "lm" else "") for name in DATASETS]
             print(f"  {label} ablation: " + ", ".join(cells))
 
 

@@ -236,6 +236,13 @@ def selection_curves(metrics: dict, title: str | None = None) -> go.Figure:
                   height=440, width=1100)
 
 
+def chosen_point(metrics: dict) -> tuple[float, float]:
+    """Where a run's chosen mask lands on the reported data: target rows left in the top 10 (the worse of
+    the training and paraphrased templates) and never-seen ControlKG dPPL, both in percent."""
+    left = max(metrics["remaining"][name]["top10"] for name in ("target", "target_paraphrase"))
+    return left, metrics["change"]["control_new"]["dppl"]
+
+
 def tradeoff(runs: Mapping[str, dict], title: str | None = None) -> go.Figure:
     """Target suppression against control damage, one trace per run (``label -> metrics.json``): left, every
     validation of the run's mask during training (what the selection rule saw, steps joined in order);
@@ -251,8 +258,8 @@ def tradeoff(runs: Mapping[str, dict], title: str | None = None) -> go.Figure:
         fig.add_scatter(x=[v["target_top10"] for v in vals], y=[v["control_dppl"] for v in vals], mode="lines+markers",
                         text=[f"step {v['step']}" for v in vals], name=label, legendgroup=label,
                         line=dict(color=color, dash=dash), marker_symbol=symbol, row=1, col=1)
-        left = max(metrics["remaining"][name]["top10"] for name in ("target", "target_paraphrase"))
-        fig.add_scatter(x=[left], y=[metrics["change"]["control_new"]["dppl"]], mode="markers", name=label,
+        left, damage = chosen_point(metrics)
+        fig.add_scatter(x=[left], y=[damage], mode="markers", name=label,
                         legendgroup=label, showlegend=False, marker=dict(color=color, size=11, symbol=symbol),
                         row=1, col=2)
     rule = next(iter(runs.values()))["selection"]["rule"]

@@ -32,12 +32,12 @@ class TemplateScore:
         return math.exp(-self.tail_logprob)
 
     @property
-    def heldout(self) -> bool:
-        return TEMPLATE_BY_NAME[self.template].heldout
-
-    @property
     def role(self) -> str:
         return TEMPLATE_BY_NAME[self.template].role
+
+    @property
+    def heldout(self) -> bool:
+        return self.role == "heldout"
 
 
 @dataclass(frozen=True)
