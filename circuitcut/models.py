@@ -237,7 +237,9 @@ def load_model(
     device = resolve_device(device)
     transformers_logging.disable_progress_bar()  # a bar per load is noise in notebooks and logs
     try:
-        hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        # The bridge leaves a model it is handed where it is (its device argument only moves models it
+        # loads itself), so the model goes to the device here.
+        hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
     finally:
         transformers_logging.enable_progress_bar()
     if n_ctx is not None:
