@@ -6,9 +6,9 @@ For each finished run folder:
   its top 10, and how many of them are facts whose tail their own head names (``A green frog is a type of|
   frog``: answered by copying part of the prompt, not by recalling a fact; ``Triplet.tail_named_in_head``);
 * ControlKG, trained on and never seen: the mean increase of the whole-tail NLL (nats; its exp gives the
-  report's dPPL), the share of it carried by the ``--top`` most damaged facts, by facts whose tail shares a
-  word with a TargetKG tail ("bird family" beside the target tail "bird") and by facts whose tail their head
-  names, and the most damaged facts themselves.
+  report's dPPL, here with a bootstrap interval over the facts), the share of it carried by the ``--top``
+  most damaged facts, by facts whose tail shares a word with a TargetKG tail ("bird family" beside the
+  target tail "bird") and by facts whose tail their head names, and the most damaged facts themselves.
 
     python scripts/per_fact.py RUN_DIR [RUN_DIR ...] [--top 10] [--threads N]
 """
@@ -45,6 +45,15 @@ def target_report(name: str, batch: KGBatch, rank: torch.Tensor) -> str:
     return "\n".join(lines)
 
 
+def bootstrap_dppl(increase: torch.Tensor, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the dPPL (percent) over resamples of the facts: how far a 100-fact figure can move."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randint(len(increase), (n, len(increase)), generator=gen)
+    dppl = 100 * (increase[rows].mean(-1).exp() - 1)
+    low, high = torch.quantile(dppl, torch.tensor([0.025, 0.975]))
+    return float(low), float(high)
+
+
 def damage_report(name: str, batch: KGBatch, increase: torch.Tensor, target_words: set[str], top: int) -> str:
     """One dataset's lines: totals and shares of the per-fact NLL increase, then the ``top`` worst facts."""
     total = increase.sum().item()
@@ -52,9 +61,10 @@ def damage_report(name: str, batch: KGBatch, increase: torch.Tensor, target_word
     tails = _words(batch.continuations)
     near = torch.tensor([bool(w & target_words) for w in tails])
     named = _named(batch)
+    low, high = bootstrap_dppl(increase)
     lines = [
         f"  {name}: {len(batch)} facts, mean NLL increase {increase.mean():.3f} nats "
-        f"(dPPL {100 * (increase.mean().exp() - 1):+.1f} %); the {top} worst carry "
+        f"(dPPL {100 * (increase.mean().exp() - 1):+.1f} %, 95 % over resampled facts {low:+.1f} to {high:+.1f}); the {top} worst carry "
         f"{increase[order[:top]].sum() / total:.0%}; {int(near.sum())} facts whose tail shares a word with "
         f"a target tail carry {increase[near].sum() / total:.0%}; {int(named.sum())} whose tail their head names "
         f"carry {increase[named].sum() / total:.0%}"
