@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import circuitcut
-from circuitcut.pruning import PruningConfig, PruningData, prune
+from circuitcut.pruning import PruningConfig, prune
 from circuitcut.subnetwork import SubnetworkResult, find_subnetwork
 from circuitcut.subnetwork.trainer import SubnetworkTrainer
+from pruning_helpers import plant_forget_neuron, planted_data
 from subnetwork_helpers import tiny_config, tiny_data
-from test_pruning import FORGET_TOKENS, RETAIN_TOKENS, _plant_forget_neuron, _windows
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 DEVICES = ("cpu", "cuda")
@@ -30,12 +30,11 @@ def models(tiny_model_dir):
 
 
 def test_pruning_on_cuda_removes_what_the_cpu_removes(models):
-    data = PruningData(_windows(*FORGET_TOKENS, 0), _windows(*RETAIN_TOKENS, 1), _windows(*FORGET_TOKENS, 2),
-                       _windows(*RETAIN_TOKENS, 3))
+    data = planted_data()
     config = PruningConfig(forget="f", retain="r", sites=("mlp", "attn_v"), steps=3, frac=0.05, tokens=128, window=16)
     results = {}
     for device, model in models.items():
-        layer, neuron = _plant_forget_neuron(model)
+        layer, neuron = plant_forget_neuron(model)
         results[device] = prune(model, config, data=data, progress=False)
     cpu, cuda = results["cpu"], results["cuda"]
     assert cuda.masks["selective"].removed["mlp"][layer, neuron]

@@ -20,21 +20,18 @@ from circuitcut.pruning import PruningConfig, PruningData, PruningResult, prune
 from circuitcut.sites import ModelShape, hook_name
 from circuitcut.forward import stream
 from circuitcut.stats import NeuronStats, collect_stats, stats_hooks
+from pruning_helpers import planted_data, windows
 
 WORLD = 2
 KINDS = ["mlp", "attn_v"]
 
 
-def _windows(lo, hi, seed, n=8, pos=16):
-    return torch.randint(lo, hi, (n, pos), generator=torch.Generator().manual_seed(seed))
-
-
 def _data() -> dict:
     return {
-        "tokens": _windows(0, 1000, 10, n=7),  # 7 windows: shards of 4 and 3
+        "tokens": windows(0, 1000, 10, n=7),  # 7 windows: shards of 4 and 3
         "mask": torch.rand(7, 16, generator=torch.Generator().manual_seed(11)) > 0.25,
-        "pruning": PruningData(_windows(0, 400, 0), _windows(400, 800, 1), _windows(0, 400, 2), _windows(400, 800, 3)),
-        "train": _windows(0, 1000, 12, n=6),
+        "pruning": planted_data(),
+        "train": windows(0, 1000, 12, n=6),
     }
 
 
@@ -163,7 +160,7 @@ def test_helpers_are_no_ops_outside_a_process_group():
 
 
 def test_bfloat16_model_keeps_float64_statistics(tiny_model, tiny_model_dir):
-    tokens = _windows(0, 1000, 5, n=4)
+    tokens = windows(0, 1000, 5, n=4)
     ref = tiny_model
     half = circuitcut.load_model(str(tiny_model_dir), device="cpu", dtype=torch.bfloat16)
     assert next(half.parameters()).dtype == torch.bfloat16
@@ -179,7 +176,7 @@ def test_bfloat16_model_keeps_float64_statistics(tiny_model, tiny_model_dir):
 
 
 def test_early_stop_changes_nothing_but_the_work(tiny_model):
-    tokens = _windows(0, 1000, 6, n=4)
+    tokens = windows(0, 1000, 6, n=4)
     mask = NeuronMask.empty(ModelShape.of(tiny_model), ["mlp"])
     mask.removed["mlp"][0, :10] = True
     with torch.inference_mode():

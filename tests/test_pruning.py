@@ -3,50 +3,16 @@ import torch
 
 from circuitcut.masks import NeuronMask
 from circuitcut.pruning import PruningConfig, PruningData, PruningResult, drop, prune, top_unpruned
-
-FORGET_TOKENS, RETAIN_TOKENS = (0, 400), (400, 800)
-U = 5  # residual dimension that only forget tokens write
-
-
-def _windows(lo, hi, seed, n=8, pos=16):
-    return torch.randint(lo, hi, (n, pos), generator=torch.Generator().manual_seed(seed))
+from pruning_helpers import plant_forget_neuron, planted_data
 
 
 @pytest.fixture()
 def data():
-    return PruningData(
-        forget_stats=_windows(*FORGET_TOKENS, 0),
-        retain_stats=_windows(*RETAIN_TOKENS, 1),
-        forget_eval=_windows(*FORGET_TOKENS, 2),
-        retain_eval=_windows(*RETAIN_TOKENS, 3),
-    )
-
-
-def _plant_forget_neuron(model, layer=0, neuron=17):
-    """Make one feed-forward neuron fire on forget tokens only.
-
-    Forget tokens write +3 into residual dimension U, retain tokens 0; attention cannot write U,
-    and only that neuron reads it, so on retain data its activation is exactly 0.
-    """
-    hf = model.original_model
-    with torch.no_grad():
-        embed = hf.model.embed_tokens.weight
-        embed[:, U] = 0
-        embed[FORGET_TOKENS[0] : FORGET_TOKENS[1], U] = 3.0
-        for block in hf.model.layers:
-            block.self_attn.o_proj.weight[U, :] = 0
-            block.mlp.gate_proj.weight[:, U] = 0
-            block.mlp.up_proj.weight[:, U] = 0
-        mlp = hf.model.layers[layer].mlp
-        mlp.gate_proj.weight[neuron] = 0
-        mlp.up_proj.weight[neuron] = 0
-        mlp.gate_proj.weight[neuron, U] = 20.0
-        mlp.up_proj.weight[neuron, U] = 20.0
-    return layer, neuron
+    return planted_data()
 
 
 def test_a_neuron_used_only_by_forget_data_is_pruned_first(tiny_model, data):
-    layer, neuron = _plant_forget_neuron(tiny_model)
+    layer, neuron = plant_forget_neuron(tiny_model)
     config = PruningConfig(forget="f", retain="r", steps=1, frac=0.01, tokens=128, window=16, baseline=False)
     result = prune(tiny_model, config, data=data, progress=False)
     removed = result.masks["selective"].removed["mlp"]
