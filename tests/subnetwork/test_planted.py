@@ -1,8 +1,8 @@
 """The method works where the answer is known: a neuron planted to carry one fact is found, alone.
 
-The planted model is the tiny Llama with one feed-forward neuron of layer 1 wired to fire only on
-token ``A`` and to write token ``T``; nothing else in the model reads or writes those two
-directions, so the neuron is silent everywhere else and nothing else predicts ``T``. Prompts that end in ``A`` then predict ``T`` (the TargetKG facts); control
+The planted model (``planted_dir``, built by ``subnetwork_helpers.write_planted_model``) is the tiny
+Llama with one feed-forward neuron of layer 1 wired to fire only on token ``A`` and to write token
+``T``. Prompts that end in ``A`` then predict ``T`` (the TargetKG facts); control
 facts and text never wake the neuron. A learned mask must remove that neuron and (nearly) nothing
 else; random masks of the same size must not suppress the facts; with the suppression term off
 (no signal) nothing may enter the subnetwork at all. A weight mask over ``mlp.out`` must take its weights
@@ -11,65 +11,11 @@ from the planted neuron's column only.
 
 from __future__ import annotations
 
-import pytest
 import torch
-from transformers import LlamaForCausalLM
 
 import circuitcut
-from circuitcut.data.kg import collate
-from circuitcut.subnetwork import SubnetworkConfig, SubnetworkData, find_subnetwork
-
-A, T, NEURON = 100, 200, 7
-
-
-@pytest.fixture(scope="module")
-def planted_dir(tiny_model_dir, tmp_path_factory):
-    hf = LlamaForCausalLM.from_pretrained(tiny_model_dir)
-    with torch.no_grad():
-        emb = hf.model.embed_tokens.weight  # tied with the unembedding
-        a = emb[A] / emb[A].norm()
-        t = torch.randn(emb.shape[1], generator=torch.Generator().manual_seed(1))
-        t -= (t @ a) * a
-        t /= t.norm()
-        # Nothing but A's embedding and the planted neuron writes along a or t into the residual
-        # stream, so the neuron is silent off A, and T's logit is zero wherever the neuron is.
-        away = torch.eye(emb.shape[1]) - torch.outer(a, a) - torch.outer(t, t)
-        emb.copy_(emb @ away)
-        emb[A], emb[T] = 0.16 * a, 3.0 * t
-        for layer in hf.model.layers:
-            layer.self_attn.o_proj.weight.copy_(away @ layer.self_attn.o_proj.weight)
-            layer.mlp.down_proj.weight.copy_(away @ layer.mlp.down_proj.weight)
-        mlp = hf.model.layers[1].mlp
-        mlp.gate_proj.weight[NEURON] = 4.0 * a  # gate and up read A's direction: silu(32) * 8 on A, 0 elsewhere
-        mlp.up_proj.weight[NEURON] = a
-        # small enough that the neuron does not swamp the residual: RMSNorm keeps its gradient alive
-        mlp.down_proj.weight[:, NEURON] = 0.001 * t
-    folder = tmp_path_factory.mktemp("planted")
-    hf.save_pretrained(folder)
-    for f in tiny_model_dir.glob("*token*"):
-        (folder / f.name).write_bytes(f.read_bytes())
-    return folder
-
-
-def _facts(prefixes: torch.Tensor, last: list[int], tails: list[int]):
-    return collate([(p.tolist() + [x], [y]) for p, x, y in zip(prefixes, last, tails)])
-
-
-def planted_data() -> SubnetworkData:
-    gen = torch.Generator().manual_seed(0)
-    prefix = lambda n: torch.randint(1000, 5000, (n, 5), generator=gen)  # noqa: E731
-    target, val_target, test_target = (_facts(prefix(6), [A] * 6, [T] * 6) for _ in range(3))
-    control_last, control_tail = list(range(300, 316)), list(range(400, 416))
-    control = _facts(prefix(16), control_last, control_tail)
-    val_control = _facts(prefix(8), control_last[:8], control_tail[:8])
-    new_control = _facts(prefix(8), control_last[8:], control_tail[8:])
-    lm = torch.randint(1000, 5000, (12, 16), generator=gen)
-    return SubnetworkData(
-        target=target, control=control, lm=lm[:8],
-        val_kg={"target": val_target, "control": val_control}, val_lm=lm[8:10],
-        eval_kg={"target": target, "target_paraphrase": test_target, "control": control, "control_new": new_control},
-        eval_lm=lm[10:],
-    )
+from circuitcut.subnetwork import SubnetworkConfig, find_subnetwork
+from subnetwork_helpers import NEURON, T, planted_data
 
 
 def planted_config(**kw) -> SubnetworkConfig:
