@@ -1,0 +1,188 @@
+"""Greedy attribution: another way to pick neurons on a run's facts, to see whether its neuron front is the optimizer's.
+
+Each neuron mask circuitcut learns sits on one front of target suppression against control damage.
+Is the front the learned optimizer's (Gumbel noise, Adam, the loss weights) or the neurons'? This
+picks neurons greedily instead, on the same training facts, by
+
+    score_i = rise of the target's tail NLL - control_weight * max(rise of the controls' tail NLL, 0)
+
+when neuron i is removed, the target counted, like the learned margin term, only over rows whose
+first tail token is still in the top ``suppress_rank``. A first-order estimate of each rise
+(``-dL/dkeep_i``; ``keep`` scales the neuron's activation, 1 -> 0 is the removal) shortlists
+``--candidates`` neurons; each is then removed for real and the ``per_step`` best real scores join
+the removed set (gradients and trials are taken on the model without the neurons removed so far).
+After each step the mask is scored on the run's evaluation data: target top-10 on its training and
+paraphrased rows, never-seen ControlKG whole-tail dPPL; ControlLM at the last step. Sweep
+``--control-weights`` to trace the front; each finished curve is written to ``--out`` at once:
+
+    python scripts/greedy_neurons.py RUN_DIR [--control-weights 3,10] [--steps 14] [--per-step 5] \\
+        [--candidates 15] [--out FILE.json] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from circuitcut.data.kg import KGBatch
+from circuitcut.models import load_model
+from circuitcut.sites import ModelShape
+from circuitcut.subnetwork import SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, run_data, saved_config
+from circuitcut.subnetwork.evaluation import changes, evaluate_model, kg_metrics
+from circuitcut.subnetwork.neuron_masks import NeuronRemover, neuron_sites
+from circuitcut.threads import set_threads
+
+CURVE_SETS = ("target", "target_paraphrase", "control_new")
+
+
+def tail_nll(model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron"]], batch: KGBatch) -> Float[Tensor, " batch"]:
+    """Each row's tail NLL on the model whose neurons are scaled by ``keep``."""
+    with NeuronRemover(model, keep):
+        return batch.tail_nll(model(batch.tokens[:, :-1]).float())
+
+
+@torch.no_grad()
+def pushed_rows(model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron"]], batch: KGBatch,
+                suppress_rank: int | None) -> KGBatch:
+    """The rows the margin term still pushes: first tail token within ``suppress_rank`` (all rows: ``None``)."""
+    if suppress_rank is None:
+        return batch
+    with NeuronRemover(model, keep):
+        pushed = batch.score(model(batch.tokens[:, :-1])).rank <= suppress_rank
+    return batch[pushed.nonzero().flatten()]
+
+
+def removal_effects(
+    model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron"]], batch: KGBatch
+) -> dict[str, Float[Tensor, " neuron"]]:
+    """First-order rise of ``batch``'s mean tail NLL when each kept neuron is removed: ``-dL/dkeep``."""
+    if len(batch) == 0:
+        return {name: torch.zeros_like(k) for name, k in keep.items()}
+    keep = {name: k.detach().clone().requires_grad_() for name, k in keep.items()}
+    grads = torch.autograd.grad(tail_nll(model, keep, batch).mean(), list(keep.values()))
+    return {name: -g for name, g in zip(keep, grads)}
+
+
+def greedy_step(
+    model: TransformerBridge,
+    removed: dict[str, Bool[Tensor, " neuron"]],
+    data: SubnetworkData,
+    *,
+    control_weight: float,
+    per_step: int,
+    suppress_rank: int | None,
+    candidates: int = 0,
+) -> dict[str, Bool[Tensor, " neuron"]]:
+    """``removed`` with the ``per_step`` kept neurons of best score added (across all sites).
+
+    With ``candidates`` > 0, the first-order score only shortlists that many neurons; each is then
+    removed for real (one at a time, beside those removed so far) and the best real scores win: a
+    neuron with large activations can cost far more than its gradient says.
+    """
+    names, sizes = list(removed), [len(r) for r in removed.values()]
+    flat_removed = torch.cat(list(removed.values()))
+    keep = {name: (~r).float() for name, r in removed.items()}
+    pushed = pushed_rows(model, keep, data.target, suppress_rank)
+    target = removal_effects(model, keep, pushed)
+    control = removal_effects(model, keep, data.control)
+    score = torch.cat([target[n] - control_weight * control[n].clamp(min=0) for n in names])
+    score = score.masked_fill(flat_removed, -torch.inf)
+    if candidates > 0:
+        shortlist = score.topk(candidates).indices
+        with torch.no_grad():
+            base_t = tail_nll(model, keep, pushed).mean() if len(pushed) else 0.0
+            base_c = tail_nll(model, keep, data.control).mean()
+            real = []
+            for i in shortlist.tolist():
+                trial = (~flat_removed).float()
+                trial[i] = 0
+                trial_keep = dict(zip(names, trial.split(sizes)))
+                rise_t = tail_nll(model, trial_keep, pushed).mean() - base_t if len(pushed) else 0.0
+                rise_c = tail_nll(model, trial_keep, data.control).mean() - base_c
+                real.append(float(rise_t - control_weight * max(float(rise_c), 0.0)))
+        picked = shortlist[torch.tensor(real).topk(per_step).indices]
+    else:
+        picked = score.topk(per_step).indices
+    flat = flat_removed.clone()
+    flat[picked] = True
+    return dict(zip(names, flat.split(sizes)))
+
+
+def curve_point(model: TransformerBridge, mask: SubnetworkMask, data: SubnetworkData, original: dict) -> dict:
+    """Target top-10 (training, paraphrased) and never-seen ControlKG dPPL of the model without ``mask``."""
+    with torch.inference_mode(), mask.remaining(model):
+        remaining = {name: kg_metrics(model, data.eval_kg[name]) for name in CURVE_SETS}
+    change = changes({n: original[n] for n in CURVE_SETS}, remaining)
+    return {
+        "neurons": mask.n_subnetwork(),
+        "per_layer": {layer: n["subnetwork"] for layer, n in mask.per_layer().items() if n["subnetwork"]},
+        "target_top10": remaining["target"]["top10"],
+        "paraphrase_top10": remaining["target_paraphrase"]["top10"],
+        "target_dppl": change["target"]["dppl"],
+        "control_new_dppl": change["control_new"]["dppl"],
+    }
+
+
+def greedy_curve(
+    model: TransformerBridge, config: SubnetworkConfig, data: SubnetworkData, *, control_weight: float,
+    steps: int, per_step: int, candidates: int, original: dict,
+) -> tuple[list[dict], SubnetworkMask]:
+    """The curve of :func:`curve_point` after each greedy step, and the last mask."""
+    shape = ModelShape.of(model)
+    sites = neuron_sites(shape, list(config.resolved_layers(shape)), config.neuron_kinds)
+    removed = {name: torch.zeros(size, dtype=torch.bool) for name, size in sites.items()}
+    curve = []
+    for _ in range(steps):
+        removed = greedy_step(model, removed, data, control_weight=control_weight, per_step=per_step,
+                              suppress_rank=config.suppress_rank, candidates=candidates)
+        mask = SubnetworkMask(shape, "neuron", removed)
+        curve.append(curve_point(model, mask, data, original))
+        print(f"  {curve[-1]}", flush=True)
+    return curve, mask
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a neuron-level `circuitcut subnet` run folder (its config and data)")
+    parser.add_argument("--control-weights", default="3,10", help="comma-separated control weights, one curve each")
+    parser.add_argument("--steps", type=int, default=14)
+    parser.add_argument("--per-step", type=int, default=5)
+    parser.add_argument("--candidates", type=int, default=15,
+                        help="shortlist per step, each removed for real (0: first-order scores alone)")
+    parser.add_argument("--out", default=None, help="write the curves as JSON here")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores left free)")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    model = load_model("smollm2")
+    folder = Path(args.run_dir)
+    config = saved_config(folder)
+    if config is None:
+        raise SystemExit(f"{folder} holds no config.json: give a `circuitcut subnet` run folder.")
+    if config.granularity != "neuron":
+        raise SystemExit(f"{folder} is a {config.granularity}-level run; greedy attribution picks neurons.")
+    data = run_data(model, config, folder)
+    original = evaluate_model(model, data)
+    out = {"run": str(folder), "target": config.target, "curves": {}}
+    if (folder / "metrics.json").exists():
+        learned = SubnetworkResult.load(folder, model).mask
+        out["learned"] = curve_point(model, learned, data, original)
+        print(f"learned mask: {out['learned']}")
+    for weight in (float(w) for w in args.control_weights.split(",")):
+        print(f"control weight {weight}:")
+        curve, mask = greedy_curve(model, config, data, control_weight=weight, steps=args.steps,
+                                   per_step=args.per_step, candidates=args.candidates, original=original)
+        lm = changes(original, evaluate_model(model, data, mask))["lm"]["dppl"]
+        out["curves"][str(weight)] = {"curve": curve, "last_lm_dppl": lm}
+        print(f"  ControlLM dPPL at {curve[-1]['neurons']} neurons: {lm:+.1f} %")
+        if args.out:
+            Path(args.out).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
