@@ -4,10 +4,11 @@ Each neuron mask circuitcut learns sits on one front of target suppression again
 Is the front the learned optimizer's (Gumbel noise, Adam, the loss weights) or the neurons'? This
 picks neurons greedily instead, on the same training facts, by
 
-    score_i = rise of the target's tail NLL - control_weight * max(rise of the controls' tail NLL, 0)
+    score_i = rise of the target's tail NLL - control_weight * max(rise of the kept cost, 0)
 
 when neuron i is removed, the target counted, like the learned margin term, only over rows whose
-first tail token is still in the top ``suppress_rank``. A first-order estimate of each rise
+first tail token is still in the top ``suppress_rank``; the kept cost is the control facts' tail NLL
+(plus ``--lm-weight`` times that of a few training text windows). A first-order estimate of each rise
 (``-dL/dkeep_i``; ``keep`` scales the neuron's activation, 1 -> 0 is the removal) shortlists
 ``--candidates`` neurons; each is then removed for real and the ``per_step`` best real scores join
 the removed set (gradients and trials are taken on the model without the neurons removed so far).
@@ -20,18 +21,19 @@ place of the training controls: a deliberate leak, which gives the best trade-of
 reach on the reported control measure; the trained-on facts then play the never-seen ones.
 
     python scripts/greedy_neurons.py RUN_DIR [--control-weights 3,10] [--steps 14] [--per-step 5] \\
-        [--candidates 15] [--oracle] [--out FILE.json] [--threads N]
+        [--candidates 15] [--lm-weight W] [--oracle] [--out FILE.json] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
@@ -47,15 +49,20 @@ from circuitcut.threads import set_threads
 CURVE_SETS = ("target", "target_paraphrase", "control", "control_new")
 
 
-def tail_nll(model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron"]], batch: KGBatch) -> Float[Tensor, " batch"]:
-    """Each row's tail NLL on the model whose neurons are scaled by ``keep``."""
+Keep = dict[str, Float[Tensor, " neuron"]]
+
+
+def mean_nll(model: TransformerBridge, keep: Keep, what: KGBatch | Int[Tensor, "window pos"]) -> Float[Tensor, ""]:
+    """Mean tail NLL of a KG batch, or mean next-token NLL of text windows, on the model scaled by ``keep``."""
     with NeuronRemover(model, keep):
-        return batch.tail_nll(model(batch.tokens[:, :-1]).float())
+        if isinstance(what, KGBatch):
+            return what.tail_nll(model(what.tokens[:, :-1]).float()).mean()
+        logits = model(what).float()
+    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), what[:, 1:].flatten())
 
 
 @torch.no_grad()
-def pushed_rows(model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron"]], batch: KGBatch,
-                suppress_rank: int | None) -> KGBatch:
+def pushed_rows(model: TransformerBridge, keep: Keep, batch: KGBatch, suppress_rank: int | None) -> KGBatch:
     """The rows the margin term still pushes: first tail token within ``suppress_rank`` (all rows: ``None``)."""
     if suppress_rank is None:
         return batch
@@ -64,15 +71,11 @@ def pushed_rows(model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron
     return batch[pushed.nonzero().flatten()]
 
 
-def removal_effects(
-    model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron"]], batch: KGBatch
-) -> dict[str, Float[Tensor, " neuron"]]:
-    """First-order rise of ``batch``'s mean tail NLL when each kept neuron is removed: ``-dL/dkeep``."""
-    if len(batch) == 0:
-        return {name: torch.zeros_like(k) for name, k in keep.items()}
+def removal_effects(model: TransformerBridge, keep: Keep, loss: Callable[[Keep], Tensor]) -> Keep:
+    """First-order rise of ``loss(keep)`` when each kept neuron is removed: ``-dL/dkeep``."""
     keep = {name: k.detach().clone().requires_grad_() for name, k in keep.items()}
-    grads = torch.autograd.grad(tail_nll(model, keep, batch).mean(), list(keep.values()))
-    return {name: -g for name, g in zip(keep, grads)}
+    grads = torch.autograd.grad(loss(keep), list(keep.values()), allow_unused=True)
+    return {name: -g if g is not None else torch.zeros_like(k) for (name, k), g in zip(keep.items(), grads)}
 
 
 def greedy_step(
@@ -84,37 +87,45 @@ def greedy_step(
     per_step: int,
     suppress_rank: int | None,
     candidates: int = 0,
+    lm_weight: float = 0.0,
+    lm_windows: int = 4,
 ) -> dict[str, Bool[Tensor, " neuron"]]:
     """``removed`` with the ``per_step`` kept neurons of best score added (across all sites).
 
-    With ``candidates`` > 0, the first-order score only shortlists that many neurons; each is then
-    removed for real (one at a time, beside those removed so far) and the best real scores win: a
-    neuron with large activations can cost far more than its gradient says.
+    The kept cost is the control facts' mean tail NLL plus ``lm_weight`` times the mean NLL of the
+    first ``lm_windows`` training text windows. With ``candidates`` > 0, the first-order score only
+    shortlists that many neurons; each is then removed for real (one at a time, beside those removed
+    so far) and the best real scores win: a neuron with large activations can cost far more than its
+    gradient says.
     """
     names, sizes = list(removed), [len(r) for r in removed.values()]
     flat_removed = torch.cat(list(removed.values()))
+    pushed = pushed_rows(model, {n: (~r).float() for n, r in removed.items()}, data.target, suppress_rank)
+    text = data.lm[:lm_windows]
+
+    def target(keep: Keep) -> Tensor:
+        return mean_nll(model, keep, pushed) if len(pushed) else torch.zeros(())
+
+    def kept(keep: Keep) -> Tensor:
+        return mean_nll(model, keep, data.control) + (lm_weight * mean_nll(model, keep, text) if lm_weight else 0)
+
     keep = {name: (~r).float() for name, r in removed.items()}
-    pushed = pushed_rows(model, keep, data.target, suppress_rank)
-    target = removal_effects(model, keep, pushed)
-    control = removal_effects(model, keep, data.control)
-    score = torch.cat([target[n] - control_weight * control[n].clamp(min=0) for n in names])
-    score = score.masked_fill(flat_removed, -torch.inf)
+    rise_t, rise_k = removal_effects(model, keep, target), removal_effects(model, keep, kept)
+    first_order = torch.cat([rise_t[n] - control_weight * rise_k[n].clamp(min=0) for n in names])
+    first_order = first_order.masked_fill(flat_removed, -torch.inf)
     if candidates > 0:
-        shortlist = score.topk(candidates).indices
+        shortlist = first_order.topk(candidates).indices
         with torch.no_grad():
-            base_t = tail_nll(model, keep, pushed).mean() if len(pushed) else 0.0
-            base_c = tail_nll(model, keep, data.control).mean()
+            base_t, base_k = target(keep), kept(keep)
             real = []
             for i in shortlist.tolist():
                 trial = (~flat_removed).float()
                 trial[i] = 0
                 trial_keep = dict(zip(names, trial.split(sizes)))
-                rise_t = tail_nll(model, trial_keep, pushed).mean() - base_t if len(pushed) else 0.0
-                rise_c = tail_nll(model, trial_keep, data.control).mean() - base_c
-                real.append(float(rise_t - control_weight * max(float(rise_c), 0.0)))
+                real.append(float(target(trial_keep) - base_t - control_weight * (kept(trial_keep) - base_k).clamp(min=0)))
         picked = shortlist[torch.tensor(real).topk(per_step).indices]
     else:
-        picked = score.topk(per_step).indices
+        picked = first_order.topk(per_step).indices
     flat = flat_removed.clone()
     flat[picked] = True
     return dict(zip(names, flat.split(sizes)))
@@ -143,7 +154,7 @@ def curve_point(model: TransformerBridge, mask: SubnetworkMask, data: Subnetwork
 
 def greedy_curve(
     model: TransformerBridge, config: SubnetworkConfig, data: SubnetworkData, *, control_weight: float,
-    steps: int, per_step: int, candidates: int, original: dict,
+    steps: int, per_step: int, candidates: int, lm_weight: float, original: dict,
 ) -> list[dict]:
     """The curve of :func:`curve_point` after each greedy step."""
     shape = ModelShape.of(model)
@@ -152,7 +163,7 @@ def greedy_curve(
     curve = []
     for _ in range(steps):
         removed = greedy_step(model, removed, data, control_weight=control_weight, per_step=per_step,
-                              suppress_rank=config.suppress_rank, candidates=candidates)
+                              suppress_rank=config.suppress_rank, candidates=candidates, lm_weight=lm_weight)
         mask = SubnetworkMask(shape, "neuron", removed)
         curve.append(curve_point(model, mask, data, original))
         print("  " + ", ".join(f"{k} {v:.1f}" for k, v in curve[-1].items() if isinstance(v, float | int)),
@@ -168,6 +179,8 @@ def main() -> None:
     parser.add_argument("--per-step", type=int, default=5)
     parser.add_argument("--candidates", type=int, default=15,
                         help="shortlist per step, each removed for real (0: first-order scores alone)")
+    parser.add_argument("--lm-weight", type=float, default=0.0,
+                        help="add this times the NLL of 4 training text windows to the kept cost (0: facts only)")
     parser.add_argument("--oracle", action="store_true",
                         help="keep the evaluation's never-seen control facts instead of the training controls (a leak)")
     parser.add_argument("--out", default=None, help="write the curves as JSON here")
@@ -185,7 +198,7 @@ def main() -> None:
     if args.oracle:
         data = replace(data, control=data.eval_kg["control_new"])
     original = evaluate_model(model, data)
-    out = {"run": str(folder), "target": config.target, "oracle": args.oracle, "curves": {}}
+    out = {"run": str(folder), "target": config.target, "oracle": args.oracle, "lm_weight": args.lm_weight, "curves": {}}
     if (folder / "metrics.json").exists():
         learned = SubnetworkResult.load(folder, model).mask
         out["learned"] = curve_point(model, learned, data, original)
@@ -193,7 +206,8 @@ def main() -> None:
     for weight in (float(w) for w in args.control_weights.split(",")):
         print(f"control weight {weight}:")
         curve = greedy_curve(model, config, data, control_weight=weight, steps=args.steps,
-                                   per_step=args.per_step, candidates=args.candidates, original=original)
+                                   per_step=args.per_step, candidates=args.candidates, lm_weight=args.lm_weight,
+                             original=original)
         out["curves"][str(weight)] = curve
         if args.out:
             Path(args.out).write_text(json.dumps(out, indent=1))

@@ -8,7 +8,7 @@ import circuitcut
 from circuitcut.sites import ModelShape
 from circuitcut.subnetwork import SubnetworkMask
 from circuitcut.subnetwork.evaluation import evaluate_model
-from greedy_neurons import curve_point, greedy_step, pushed_rows, removal_effects
+from greedy_neurons import curve_point, greedy_step, mean_nll, pushed_rows, removal_effects
 from subnetwork_helpers import NEURON, planted_data
 
 SITE = "blocks.1.mlp.hook_post"
@@ -18,8 +18,8 @@ def test_removal_effects_rank_the_planted_neuron_first_for_the_target_only(plant
     model = circuitcut.load_model(str(planted_dir), device="cpu")
     data = planted_data()
     keep = {SITE: torch.ones(ModelShape.of(model).d_mlp)}
-    target = removal_effects(model, keep, data.target)[SITE]
-    control = removal_effects(model, keep, data.control)[SITE]
+    target = removal_effects(model, keep, lambda k: mean_nll(model, k, data.target))[SITE]
+    control = removal_effects(model, keep, lambda k: mean_nll(model, k, data.control))[SITE]
     assert target.argmax() == NEURON and target[NEURON] > 10 * target.abs().sort().values[-2]
     assert control[NEURON].abs() < 1e-3 * target[NEURON]  # the neuron is silent on the controls
     # the estimate has the sign and size of the real removal: the target's NLL rises by at least as much
@@ -39,9 +39,11 @@ def test_greedy_step_removes_the_planted_neuron_and_random_neurons_do_not_suppre
     empty = {SITE: torch.zeros(shape.d_mlp, dtype=torch.bool)}
     removed = greedy_step(model, empty, data, control_weight=10.0, per_step=1, suppress_rank=50)
     assert removed[SITE].nonzero().flatten().tolist() == [NEURON]
-    # the shortlist, each removed for real, picks it too
-    real = greedy_step(model, empty, data, control_weight=10.0, per_step=1, suppress_rank=50, candidates=8)
-    assert torch.equal(real[SITE], removed[SITE])
+    # the shortlist, each removed for real, picks it too, with or without text in the kept cost
+    for lm_weight in (0.0, 1.0):
+        real = greedy_step(model, empty, data, control_weight=10.0, per_step=1, suppress_rank=50, candidates=8,
+                           lm_weight=lm_weight)
+        assert torch.equal(real[SITE], removed[SITE])
     mask = SubnetworkMask(shape, "neuron", removed)
     original = evaluate_model(model, data)
     point = curve_point(model, mask, data, original)
