@@ -20,7 +20,7 @@ Sweep ``--control-weights`` to trace the front; each finished curve is written t
 place of the training controls: a deliberate leak, which gives the best trade-off this selection can
 reach on the reported control measure; the trained-on facts then play the never-seen ones.
 
-    python scripts/greedy_neurons.py RUN_DIR [--control-weights 3,10] [--steps 14] [--per-step 5] \\
+    python scripts/greedy_neurons.py RUN_DIR [--control-weights 30] [--steps 6] [--per-step 5] \\
         [--candidates 15] [--lm-weight W] [--oracle] [--out FILE.json] [--threads N]
 """
 
@@ -152,6 +152,10 @@ def curve_point(model: TransformerBridge, mask: SubnetworkMask, data: Subnetwork
     }
 
 
+def _line(point: dict) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in point.items() if isinstance(v, float | int))
+
+
 def greedy_curve(
     model: TransformerBridge, config: SubnetworkConfig, data: SubnetworkData, *, control_weight: float,
     steps: int, per_step: int, candidates: int, lm_weight: float, original: dict,
@@ -166,16 +170,15 @@ def greedy_curve(
                               suppress_rank=config.suppress_rank, candidates=candidates, lm_weight=lm_weight)
         mask = SubnetworkMask(shape, "neuron", removed)
         curve.append(curve_point(model, mask, data, original))
-        print("  " + ", ".join(f"{k} {v:.1f}" for k, v in curve[-1].items() if isinstance(v, float | int)),
-              flush=True)
+        print(f"  {_line(curve[-1])}", flush=True)
     return curve
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a neuron-level `circuitcut subnet` run folder (its config and data)")
-    parser.add_argument("--control-weights", default="3,10", help="comma-separated control weights, one curve each")
-    parser.add_argument("--steps", type=int, default=14)
+    parser.add_argument("--control-weights", default="30", help="comma-separated control weights, one curve each")
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--per-step", type=int, default=5)
     parser.add_argument("--candidates", type=int, default=15,
                         help="shortlist per step, each removed for real (0: first-order scores alone)")
@@ -202,12 +205,11 @@ def main() -> None:
     if (folder / "metrics.json").exists():
         learned = SubnetworkResult.load(folder, model).mask
         out["learned"] = curve_point(model, learned, data, original)
-        print("learned mask: " + ", ".join(f"{k} {v:.1f}" for k, v in out["learned"].items() if isinstance(v, float | int)))
+        print(f"learned mask: {_line(out['learned'])}")
     for weight in (float(w) for w in args.control_weights.split(",")):
         print(f"control weight {weight}:")
-        curve = greedy_curve(model, config, data, control_weight=weight, steps=args.steps,
-                                   per_step=args.per_step, candidates=args.candidates, lm_weight=args.lm_weight,
-                             original=original)
+        curve = greedy_curve(model, config, data, control_weight=weight, steps=args.steps, per_step=args.per_step,
+                             candidates=args.candidates, lm_weight=args.lm_weight, original=original)
         out["curves"][str(weight)] = curve
         if args.out:
             Path(args.out).write_text(json.dumps(out, indent=1))
