@@ -41,7 +41,9 @@ from circuitcut.data.kg import KGBatch
 from circuitcut.evaluate import evaluate_tokens
 from circuitcut.models import load_model
 from circuitcut.sites import ModelShape
-from circuitcut.subnetwork import SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, run_data, saved_config
+from circuitcut.subnetwork import (
+    SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, run_data, saved_config,
+)
 from circuitcut.subnetwork.evaluation import changes, evaluate_model, kg_metrics
 from circuitcut.subnetwork.neuron_masks import NeuronRemover, neuron_sites
 from circuitcut.threads import set_threads
@@ -122,7 +124,8 @@ def greedy_step(
                 trial = (~flat_removed).float()
                 trial[i] = 0
                 trial_keep = dict(zip(names, trial.split(sizes)))
-                real.append(float(target(trial_keep) - base_t - control_weight * (kept(trial_keep) - base_k).clamp(min=0)))
+                cost = (kept(trial_keep) - base_k).clamp(min=0)
+                real.append(float(target(trial_keep) - base_t - control_weight * cost))
         picked = shortlist[torch.tensor(real).topk(per_step).indices]
     else:
         picked = first_order.topk(per_step).indices
@@ -201,7 +204,8 @@ def main() -> None:
     if args.oracle:
         data = replace(data, control=data.eval_kg["control_new"])
     original = evaluate_model(model, data)
-    out = {"run": str(folder), "target": config.target, "oracle": args.oracle, "lm_weight": args.lm_weight, "curves": {}}
+    out = {"run": str(folder), "target": config.target, "oracle": args.oracle, "lm_weight": args.lm_weight,
+           "curves": {}}
     if (folder / "metrics.json").exists():
         learned = SubnetworkResult.load(folder, model).mask
         out["learned"] = curve_point(model, learned, data, original)
