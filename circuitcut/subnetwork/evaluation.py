@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Collection
 from contextlib import nullcontext
 
 import torch
@@ -44,14 +45,20 @@ def kg_metrics(model: TransformerBridge, batch: KGBatch, batch_size: int = 64) -
     }
 
 
-def evaluate_model(model: TransformerBridge, data: SubnetworkData, mask: SubnetworkMask | None = None) -> dict:
-    """Metrics of the original model (``mask=None``) or of the model without ``mask``'s subnetwork."""
+def evaluate_model(
+    model: TransformerBridge,
+    data: SubnetworkData,
+    mask: SubnetworkMask | None = None,
+    sets: Collection[str] | None = None,
+) -> dict:
+    """Metrics of the original model (``mask=None``) or of the model without ``mask``'s subnetwork, on
+    every evaluation dataset or only on ``sets`` (names of :data:`~circuitcut.subnetwork.data.EVAL_SETS` and ``lm``)."""
     out = {}
     with mask.remaining(model) if mask is not None else nullcontext():
         for name, batch in data.eval_kg.items():
-            if len(batch):
+            if len(batch) and (sets is None or name in sets):
                 out[name] = kg_metrics(model, batch)
-        if data.eval_lm is not None:
+        if data.eval_lm is not None and (sets is None or "lm" in sets):
             lm = evaluate_tokens(model, data.eval_lm)
             out["lm"] = {"ppl": lm.perplexity, "top1": lm.top1, "top10": lm.top10, "loss": lm.loss, "n": lm.n_tokens}
     return out
