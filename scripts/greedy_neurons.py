@@ -38,17 +38,17 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data.kg import KGBatch
-from circuitcut.evaluate import evaluate_tokens
 from circuitcut.models import load_model
+from circuitcut.robustness.examples import Windows
 from circuitcut.sites import ModelShape
 from circuitcut.subnetwork import (
     SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, run_data, saved_config,
 )
-from circuitcut.subnetwork.evaluation import changes, evaluate_model, kg_metrics
+from circuitcut.subnetwork.evaluation import changes, evaluate_model
 from circuitcut.subnetwork.neuron_masks import NeuronRemover, neuron_sites
 from circuitcut.threads import set_threads
 
-CURVE_SETS = ("target", "target_paraphrase", "control", "control_new")
+CURVE_SETS = ("target", "target_paraphrase", "control", "control_new", "lm")
 
 
 Keep = dict[str, Float[Tensor, " neuron"]]
@@ -59,8 +59,7 @@ def mean_nll(model: TransformerBridge, keep: Keep, what: KGBatch | Int[Tensor, "
     with NeuronRemover(model, keep):
         if isinstance(what, KGBatch):
             return what.tail_nll(model(what.tokens[:, :-1]).float()).mean()
-        logits = model(what).float()
-    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), what[:, 1:].flatten())
+        return Windows(what).loss(model, torch.arange(len(what)))
 
 
 @torch.no_grad()
@@ -73,11 +72,15 @@ def pushed_rows(model: TransformerBridge, keep: Keep, batch: KGBatch, suppress_r
     return batch[pushed.nonzero().flatten()]
 
 
-def removal_effects(model: TransformerBridge, keep: Keep, loss: Callable[[Keep], Tensor]) -> Keep:
-    """First-order rise of ``loss(keep)`` when each kept neuron is removed: ``-dL/dkeep``."""
+def removal_effects(model: TransformerBridge, keep: Keep, loss: Callable[[Keep], Tensor]) -> tuple[Tensor, Keep]:
+    """``loss(keep)`` and the first-order rise of it when each kept neuron is removed: ``-dL/dkeep``
+    (zeros where the loss does not depend on ``keep``, e.g. no target row left to push)."""
     keep = {name: k.detach().clone().requires_grad_() for name, k in keep.items()}
-    grads = torch.autograd.grad(loss(keep), list(keep.values()), allow_unused=True)
-    return {name: -g if g is not None else torch.zeros_like(k) for (name, k), g in zip(keep.items(), grads)}
+    value = loss(keep)
+    if not value.requires_grad:
+        return value, {name: torch.zeros_like(k) for name, k in keep.items()}
+    grads = torch.autograd.grad(value, list(keep.values()))
+    return value.detach(), {name: -g for name, g in zip(keep, grads)}
 
 
 def greedy_step(
@@ -102,7 +105,8 @@ def greedy_step(
     """
     names, sizes = list(removed), [len(r) for r in removed.values()]
     flat_removed = torch.cat(list(removed.values()))
-    pushed = pushed_rows(model, {n: (~r).float() for n, r in removed.items()}, data.target, suppress_rank)
+    keep = {name: (~r).float() for name, r in removed.items()}
+    pushed = pushed_rows(model, keep, data.target, suppress_rank)
     text = data.lm[:lm_windows]
 
     def target(keep: Keep) -> Tensor:
@@ -111,14 +115,12 @@ def greedy_step(
     def kept(keep: Keep) -> Tensor:
         return mean_nll(model, keep, data.control) + (lm_weight * mean_nll(model, keep, text) if lm_weight else 0)
 
-    keep = {name: (~r).float() for name, r in removed.items()}
-    rise_t, rise_k = removal_effects(model, keep, target), removal_effects(model, keep, kept)
+    (base_t, rise_t), (base_k, rise_k) = removal_effects(model, keep, target), removal_effects(model, keep, kept)
     first_order = torch.cat([rise_t[n] - control_weight * rise_k[n].clamp(min=0) for n in names])
     first_order = first_order.masked_fill(flat_removed, -torch.inf)
     if candidates > 0:
         shortlist = first_order.topk(candidates).indices
         with torch.no_grad():
-            base_t, base_k = target(keep), kept(keep)
             real = []
             for i in shortlist.tolist():
                 trial = (~flat_removed).float()
@@ -137,10 +139,7 @@ def greedy_step(
 def curve_point(model: TransformerBridge, mask: SubnetworkMask, data: SubnetworkData, original: dict) -> dict:
     """Target top-10 (training, paraphrased) and control dPPL (trained-on and never-seen facts, text) of
     the model without ``mask``, and the neurons it removes."""
-    with torch.inference_mode(), mask.remaining(model):
-        remaining = {name: kg_metrics(model, data.eval_kg[name]) for name in CURVE_SETS}
-        lm = evaluate_tokens(model, data.eval_lm)
-    remaining["lm"] = {"ppl": lm.perplexity, "top1": lm.top1, "top10": lm.top10}
+    remaining = evaluate_model(model, data, mask, sets=CURVE_SETS)
     change = changes({n: original[n] for n in remaining}, remaining)
     return {
         "neurons": mask.n_subnetwork(),
@@ -203,7 +202,7 @@ def main() -> None:
     data = run_data(model, config, folder)
     if args.oracle:
         data = replace(data, control=data.eval_kg["control_new"])
-    original = evaluate_model(model, data)
+    original = evaluate_model(model, data, sets=CURVE_SETS)
     out = {"run": str(folder), "target": config.target, "oracle": args.oracle, "lm_weight": args.lm_weight,
            "curves": {}}
     if (folder / "metrics.json").exists():

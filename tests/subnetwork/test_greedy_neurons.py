@@ -18,8 +18,8 @@ def test_removal_effects_rank_the_planted_neuron_first_for_the_target_only(plant
     model = circuitcut.load_model(str(planted_dir), device="cpu")
     data = planted_data()
     keep = {SITE: torch.ones(ModelShape.of(model).d_mlp)}
-    target = removal_effects(model, keep, lambda k: mean_nll(model, k, data.target))[SITE]
-    control = removal_effects(model, keep, lambda k: mean_nll(model, k, data.control))[SITE]
+    target = removal_effects(model, keep, lambda k: mean_nll(model, k, data.target))[1][SITE]
+    control = removal_effects(model, keep, lambda k: mean_nll(model, k, data.control))[1][SITE]
     assert target.argmax() == NEURON and target[NEURON] > 10 * target.abs().sort().values[-2]
     assert control[NEURON].abs() < 1e-3 * target[NEURON]  # the neuron is silent on the controls
     # the estimate has the sign and size of the real removal: the target's NLL rises by at least as much
@@ -51,5 +51,8 @@ def test_greedy_step_removes_the_planted_neuron_and_random_neurons_do_not_suppre
     assert abs(point["control_new_dppl"]) < 10
     rand = curve_point(model, mask.random_like(0), data, original)
     assert rand["target_top10"] == 100 and rand["target_dppl"] < 10
-    # with the neuron removed every target row is out of the top 50: nothing is left to push
+    # with the neuron removed every target row is out of the top 50: nothing is left to push, and a
+    # further step still adds one neuron (chosen by the controls alone) instead of failing
     assert len(pushed_rows(model, mask.keep(), data.target, suppress_rank=50)) == 0
+    after = greedy_step(model, removed, data, control_weight=10.0, per_step=1, suppress_rank=50, candidates=4)
+    assert after[SITE].sum() == 2 and after[SITE][NEURON]
