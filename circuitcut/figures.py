@@ -3,7 +3,7 @@
 The experiments behind the figures live here; the views in :mod:`circuitcut.plots` only draw their
 results. ``circuitcut figures`` is the command line for :func:`make_figures`.
 
-Runs are kept in a folder (``runs_dir``, default ``~/.cache/circuitcut/figure-runs/<budget>``) and
+Runs are kept in a folder (``runs_dir``, default :func:`runs_folder`) and
 reused, so a second call only redraws. ``budget="small"`` shrinks every run with
 :func:`small_budget` (tiny token budgets and step counts): the same code path, fast, for
 tests and notebooks; its numbers mean nothing.
@@ -88,15 +88,28 @@ def sized(config: Config, budget: Budget) -> Config:
     return small_budget(config) if budget == "small" else config
 
 
+def runs_folder(budget: Budget) -> Path:
+    """Where the figures' runs are made and kept unless told otherwise: ``$CIRCUITCUT_CACHE/figure-runs/<budget>``.
+
+    The notebooks use the same folders, so after ``circuitcut figures`` they load its runs instead of training."""
+    return cache_dir() / "figure-runs" / budget
+
+
+def subnetwork_run(label: str, budget: Budget, runs_dir: Path) -> tuple[SubnetworkConfig, Path]:
+    """The config and run folder of ``SUBNETWORK_RUNS[label]`` (facts sampled with seed 0 for every run)."""
+    target, seed, base = SUBNETWORK_RUNS[label]
+    weights = "-weights" if base.granularity == "weight" else ""
+    folder = runs_dir / f"subnetwork-{target.replace(':', '-')}-seed{seed}{weights}"
+    return sized(dataclasses.replace(base, target=target, seed=seed, data_seed=0), budget), folder
+
+
 def find_subnetworks(
     model: TransformerBridge, budget: Budget, runs_dir: Path, log: Callable[[str], None] = print
 ) -> dict[str, Path]:
     """Find (or find finished) each subnetwork of ``SUBNETWORK_RUNS``: label -> its run folder."""
     folders = {}
-    for label, (target, seed, base) in SUBNETWORK_RUNS.items():
-        weights = "-weights" if base.granularity == "weight" else ""
-        folder = runs_dir / f"subnetwork-{target.replace(':', '-')}-seed{seed}{weights}"
-        config = sized(dataclasses.replace(base, target=target, seed=seed, data_seed=0), budget)
+    for label in SUBNETWORK_RUNS:
+        config, folder = subnetwork_run(label, budget, runs_dir)
         try:
             find_subnetwork(model, config, folder)
             folders[label] = folder
@@ -319,12 +332,12 @@ def make_figures(
 
     ``pruning_run`` (a run folder) and ``subnetwork_runs`` (label -> result folder; the first is the
     one shown in detail) draw from finished runs. Otherwise the runs of this module's configs are
-    made in ``runs_dir``, reusing what is finished there (README gives how long the full budget takes).
+    made in ``runs_dir``, reusing what is finished there (docs/results.md gives how long the full budget takes).
     Returns figure name -> caption (with the numbers behind it).
     """
     torch.manual_seed(0)
     model = model or load_model("smollm2")
-    runs = Path(runs_dir) if runs_dir is not None else cache_dir() / "figure-runs" / budget
+    runs = Path(runs_dir) if runs_dir is not None else runs_folder(budget)
     start = time.perf_counter()
     pruning_folder = Path(pruning_run) if pruning_run is not None else runs / "pruning-mlp"
     if pruning_run is not None:
