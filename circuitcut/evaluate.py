@@ -1,7 +1,7 @@
 """Next-token metrics on token windows: top-1/top-10 accuracy (also skipping common tokens), loss, PPL.
 
 The skip-common variant counts only positions whose target token is not among the ``k`` most
-frequent target tokens of the evaluated windows (``../shared/METRICS.md``).
+frequent target tokens of the evaluated windows (docs/metrics.md).
 """
 
 from __future__ import annotations

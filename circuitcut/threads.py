@@ -1,7 +1,7 @@
 """How many CPU threads torch uses: one per core that is not already busy.
 
 torch takes every core by default. On a machine where other jobs run, its threads then wait on
-each other (README gives how much slower pruning runs got), so the
+each other (docs/usage.md gives how much slower pruning runs got), so the
 default here counts only the cores the 1-minute load average leaves free.
 """
 

@@ -2,7 +2,7 @@
 
 Per dataset (:data:`~circuitcut.subnetwork.data.EVAL_SETS` and ControlLM windows, ``lm``):
 perplexity, top-1/5/10 accuracy and rank of the tail, and
-``dPPL = (PPL_remaining - PPL_original) / PPL_original * 100`` (METRICS.md). KG perplexity ``ppl``
+``dPPL = (PPL_remaining - PPL_original) / PPL_original * 100`` (docs/metrics.md). KG perplexity ``ppl``
 is over the whole tail (all its tokens, the paper's); ``ppl_first`` is that of the first tail token
 (the token the objective acts on), a secondary figure. The baseline removes random masks with
 exactly as many units per site as the subnetwork; *criticality* says how far the learned mask is

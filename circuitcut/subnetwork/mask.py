@@ -56,7 +56,7 @@ class SubnetworkMask:
         return sum(int(m.sum()) for m in self.subnetwork.values())
 
     def sparsity(self) -> float:
-        """Percent of maskable units *not* in the subnetwork (METRICS.md)."""
+        """Percent of maskable units *not* in the subnetwork (docs/metrics.md)."""
         return 100 * (1 - self.n_subnetwork() / self.n_units())
 
     def per_site(self) -> dict[str, dict]:

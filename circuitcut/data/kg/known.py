@@ -152,7 +152,7 @@ def known_triplets(
     prepend_bos: bool | None = None,
 ) -> list[KnownTriplet]:
     """The triplets ``model`` knows: first tail token in its top ``top_k`` (default 10, as in the
-    calibration of METRICS.md) under the training template with the lowest tail perplexity.
+    definition of docs/metrics.md) under the training template with the lowest tail perplexity.
 
     Args:
         model: a TransformerBridge (``model(tokens)`` gives logits; ``model.tokenizer``).
