@@ -5,7 +5,7 @@ view                       shows
 =========================  ===============================================================
 ``neurons_per_layer``      removed / masked neurons per layer and site kind, counts and %
 ``importance_heatmap``     layer x neuron score or importance (log colour), optional sort
-``importance_scatter``     forget vs retain importance per neuron, pruned set ringed
+``importance_scatter``     forget vs retain importance per neuron, pruned set in red
 ``pruning_curves``         forget / retain accuracy and perplexity vs percent pruned
 ``drop_curves``            forget drop vs retain drop (selective and random)
 ``neuron_contexts``        a neuron's top-activating contexts (``circuitcut.contexts``)
@@ -21,8 +21,9 @@ view                       shows
 ``family_generalisation``  a subnetwork's effect on other facts of its family and a sibling family
 =========================  ===============================================================
 
-``save_figure(fig, out_dir, name)`` writes HTML and PNG; :mod:`circuitcut.figures` runs the experiments
-behind the documentation figures (``circuitcut figures``).
+``save_figure(fig, out_dir, name)`` writes HTML and PNG, the HTML with a ``plotly.min.js`` beside it (once per
+folder, so it opens offline); :mod:`circuitcut.figures` runs the experiments behind the documentation figures
+(``circuitcut figures``).
 """
 
 from circuitcut.plots._common import save_figure

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from circuitcut.contexts import NeuronContexts
 from circuitcut.masks import NeuronMask
-from circuitcut.plots._common import PALETTE, compact, finish, layer_axis
+from circuitcut.plots._common import PALETTE, compact, finish, layer_axis, log_axis
 from circuitcut.sites import DESCRIPTIONS, SiteKind
 
 
@@ -104,37 +104,43 @@ def importance_scatter(
     kind: SiteKind = "mlp",
     title: str | None = None,
 ) -> go.Figure:
-    """Forget vs retain importance, one point per neuron coloured by layer, log axes; ``pruned`` ringed.
+    """Forget vs retain importance, one point per neuron, log axes: kept neurons coloured by layer, ``pruned`` red.
 
     Neurons above the diagonal matter more for the forget data; selective pruning removes those
     furthest above it (zeros are lifted to the smallest positive value to stay on the log axes).
+    Each neuron is drawn once, the pruned ones as points of the same size as the rest: rings around
+    4,610 of them covered the cloud they sit in.
     """
     n_layers, n_neurons = forget.shape
-    layer = torch.arange(n_layers)[:, None].expand(n_layers, n_neurons)
-    neuron = torch.arange(n_neurons).expand(n_layers, n_neurons)
+    layer = torch.arange(n_layers)[:, None].expand(n_layers, n_neurons).flatten()
+    neuron = torch.arange(n_neurons).expand(n_layers, n_neurons).flatten()
     x, y = _positive_floor(retain.flatten()), _positive_floor(forget.flatten())
-    custom = compact(torch.stack([layer.flatten().float(), neuron.flatten().float()], dim=-1))
+    custom = compact(torch.stack([layer.float(), neuron.float()], dim=-1))
     hover = "layer %{customdata[0]}, neuron %{customdata[1]}<br>forget %{y:.3g}<br>retain %{x:.3g}<extra></extra>"
+    removed = pruned.flatten() if pruned is not None else torch.zeros_like(x, dtype=torch.bool)
+    kept = ~removed
     fig = go.Figure(go.Scattergl(
-        x=compact(x), y=compact(y), mode="markers", name="neuron", customdata=custom, hovertemplate=hover,
-        marker=dict(size=3, opacity=0.5, color=compact(layer.flatten().float()), colorscale="Viridis",
-                    colorbar=dict(title="layer")),
+        x=compact(x[kept]), y=compact(y[kept]), mode="markers", name="neuron" if pruned is None else "kept",
+        customdata=custom[kept.numpy()], hovertemplate=hover,
+        marker=dict(size=3, opacity=0.5, color=compact(layer[kept].float()), colorscale="Viridis",
+                    cmin=0, cmax=n_layers - 1, colorbar=dict(title="layer")),
     ))
     if pruned is not None:
-        sel = pruned.flatten()
+        # Red is not in Viridis, and drawn over the cloud, so the pruned corner of the cloud stands out.
         fig.add_trace(go.Scattergl(
-            x=compact(x[sel]), y=compact(y[sel]), mode="markers", customdata=custom[sel.numpy()],
-            name=f"pruned ({int(sel.sum())})", hovertemplate=hover,
-            marker=dict(size=7, symbol="circle-open", color="#d62728", line_width=1.2),
+            x=compact(x[removed]), y=compact(y[removed]), mode="markers", customdata=custom[removed.numpy()],
+            name=f"pruned ({int(removed.sum())})", hovertemplate=hover,
+            marker=dict(size=3, opacity=0.6, color="#d62728"),
         ))
     bounds = [min(x.min(), y.min()).item(), max(x.max(), y.max()).item()]
     fig.add_trace(go.Scatter(x=bounds, y=bounds, mode="lines", name="forget = retain",
                              line=dict(color="grey", dash="dot"), hoverinfo="skip"))
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    # One range for both axes, so the diagonal runs corner to corner.
+    fig.update_xaxes(**log_axis(*bounds))
+    fig.update_yaxes(**log_axis(*bounds))
     return finish(fig, title or f"Forget vs retain importance of {n_layers * n_neurons} {kind} neurons",
-                  x="retain importance (log)", y="forget importance (log)", height=620,
-                  legend=dict(x=0.01, y=0.99))
+                  x="retain importance (log)", y="forget importance (log)", height=680, width=760,
+                  legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom", itemsizing="constant"))
 
 
 _RANK_TITLES = {"max": "top-activating contexts", "min": "most negative contexts",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from circuitcut.plots._common import FORGET, PALETTE, RETAIN, finish
+from circuitcut.plots._common import FORGET, PALETTE, RETAIN, finish, log_axis
 from circuitcut.pruning import PruningResult, drop
 
 METRIC_LABELS = {
@@ -35,6 +35,7 @@ def pruning_curves(result: PruningResult, metric: str = "top1", title: str | Non
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
                         subplot_titles=(METRIC_LABELS.get(metric, metric), "perplexity (log scale)"))
+    perplexities = [h[data]["perplexity"] for h in result.history for data in ("forget", "retain")]
     for method in _methods(result):
         steps = result.steps(method)
         x = [percent_pruned(h) for h in steps]
@@ -54,7 +55,7 @@ def pruning_curves(result: PruningResult, metric: str = "top1", title: str | Non
                         marker=dict(symbol="star", size=14, color="black"))
         fig.add_vline(x=x, line=dict(color="grey", dash="dot"), row=1, col=1)
     fig.update_yaxes(title_text=METRIC_LABELS.get(metric, metric), row=1, col=1)
-    fig.update_yaxes(title_text="perplexity", type="log", row=1, col=2)
+    fig.update_yaxes(title_text="perplexity", row=1, col=2, **log_axis(min(perplexities), max(perplexities)))
     fig.update_xaxes(title_text="neurons pruned (% of each site kind)")
     sites = "+".join(result.config.sites)
     return finish(fig, title or f"Selective vs random pruning of {sites} neurons "

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from circuitcut.evaluate import sparsity_text
 from circuitcut.overlap import UnitSet, as_units, chance_jaccard, jaccard, overlap_by_layer
-from circuitcut.plots._common import PALETTE, finish, part_label
+from circuitcut.plots._common import PALETTE, finish, log_axis, part_label
 from circuitcut.sites import parse_site
 
 
@@ -154,42 +154,49 @@ def subnetwork_effect(metrics: dict, title: str | None = None) -> go.Figure:
     random masks removed (mean, bars from the lowest to the highest seed). Right: top-10 accuracy
     (a fact counts as suppressed when its tail leaves the top 10). ``metrics`` is a subnetwork
     result's ``metrics`` (``original``, ``remaining``, ``random.per_seed``).
+
+    Bars run horizontally, one row per dataset named once on the shared axis: seven two-line names
+    side by side under 500-pixel panels ran into each other.
     """
     original, remaining = metrics["original"], metrics["remaining"]
     seeds = metrics.get("random", {}).get("per_seed", [])
     names = [n for n in DATASET_LABELS if n in original] + [n for n in original if n not in DATASET_LABELS]
     labels = [DATASET_LABELS.get(n, n) for n in names]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=("perplexity, remaining / original (log)", "top-10 accuracy (%)"))
     ratio = [remaining[n]["ppl"] / original[n]["ppl"] for n in names]
     extremes = [min(*ratio, 1.0), max(ratio)]
-    fig.add_bar(x=labels, y=ratio, name="subnetwork removed", marker_color=PALETTE[1], row=1, col=1, legendgroup="s",
-                customdata=[100 * (r - 1) for r in ratio], hovertemplate="%{x}: ×%{y:.3g} (dPPL %{customdata:+.1f}%)")
+    hover = "%{y}: ×%{x:.3g} (dPPL %{customdata:+.1f}%)"
+    fig.add_bar(y=labels, x=ratio, orientation="h", name="subnetwork removed", marker_color=PALETTE[1], row=1, col=1,
+                legendgroup="s", customdata=[100 * (r - 1) for r in ratio], hovertemplate=hover)
     if seeds:
         rand = np.array([[s[n]["ppl"] / original[n]["ppl"] for n in names] for s in seeds])
         mean = rand.mean(axis=0)
         extremes = [min(extremes[0], rand.min()), max(extremes[1], rand.max())]
-        fig.add_bar(x=labels, y=mean, name=f"random masks, same size ({len(seeds)} seeds)", marker_color=PALETTE[0],
-                    error_y=dict(type="data", symmetric=False, array=rand.max(0) - mean, arrayminus=mean - rand.min(0)),
-                    customdata=100 * (mean - 1), hovertemplate="%{x}: ×%{y:.3g} (dPPL %{customdata:+.1f}%)",
+        spread = dict(type="data", symmetric=False, array=rand.max(0) - mean, arrayminus=mean - rand.min(0))
+        fig.add_bar(y=labels, x=mean, orientation="h", name=f"random masks, same size ({len(seeds)} seeds)",
+                    marker_color=PALETTE[0], error_x=spread, customdata=100 * (mean - 1), hovertemplate=hover,
                     row=1, col=1, legendgroup="r")
-    fig.add_hline(y=1, line=dict(color="grey", dash="dot"), row=1, col=1)
+    fig.add_vline(x=1, line=dict(color="grey", dash="dot"), row=1, col=1)
     top10 = {"original": [original[n]["top10"] for n in names], "subnetwork removed": [remaining[n]["top10"] for n in names]}
     if seeds:
         top10["random masks (mean)"] = list(np.mean([[s[n]["top10"] for n in names] for s in seeds], axis=0))
     for (label, values), color in zip(top10.items(), ("#7f7f7f", PALETTE[1], PALETTE[0])):
-        fig.add_bar(x=labels, y=values, name=label, marker_color=color, row=1, col=2, legendgroup=label[0],
-                    showlegend=label == "original", hovertemplate="%{x}: %{y:.1f}%<extra>" + label + "</extra>")
-    # Plotly's log autorange leaves no room above the tallest bar, which then looks clipped.
-    fig.update_yaxes(type="log", title_text="PPL ratio (remaining / original)", row=1, col=1,
-                     range=[np.log10(extremes[0]) - 0.05, np.log10(extremes[1]) + 0.15])
-    fig.update_yaxes(title_text="top-10 accuracy (%)", row=1, col=2)
-    fig.update_xaxes(title_text="dataset", tickangle=0)
+        fig.add_bar(y=labels, x=values, orientation="h", name=label, marker_color=color, row=1, col=2,
+                    legendgroup=label[0], showlegend=label == "original",
+                    hovertemplate="%{y}: %{x:.1f}%<extra>" + label + "</extra>")
+    # Plotly's log autorange leaves no room beyond the longest bar, which then looks clipped.
+    fig.update_xaxes(title_text="PPL ratio (remaining / original)", row=1, col=1,
+                     **log_axis(*extremes, pad=(0.05, 0.15)))
+    fig.update_xaxes(title_text="top-10 accuracy (%)", range=[0, 100], row=1, col=2)
+    # The first dataset (the target) on top, read like a table.
+    fig.update_yaxes(autorange="reversed")
     target = metrics.get("target", "")
     sparsity = metrics.get("sparsity")
     size = f", sparsity {sparsity_text(sparsity)}%" if sparsity is not None else ""
     return finish(fig, title or f"Removing the subnetwork for {target}{size}: learned vs random", barmode="group",
-                  height=500, width=1150, legend=dict(orientation="h", y=-0.3, x=0), margin=dict(b=150))
+                  height=max(420, 190 + 64 * len(names)), width=1150, legend=dict(orientation="h", y=-0.12, x=0),
+                  margin=dict(b=110))
 
 
 def training_curves(history: Sequence[dict], title: str | None = None) -> go.Figure:

@@ -1,8 +1,14 @@
 """Every view builds from small synthetic results (or the tiny model), is titled, and shows its input."""
 
+import re
+import shutil
+import subprocess
+
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
+from plotly.offline import get_plotlyjs
 
 from circuitcut.contexts import top_activating_contexts
 from circuitcut.masks import NeuronMask
@@ -12,6 +18,7 @@ from circuitcut.plots import (
     tradeoff, training_curves,
 )
 from circuitcut.overlap import as_units
+from circuitcut.plots.subnetworks import DATASET_LABELS
 from circuitcut.pruning import PruningConfig, PruningResult, drop
 from circuitcut.sites import ModelShape, hook_name
 from circuitcut.subnetwork.mask import SubnetworkMask
@@ -28,6 +35,15 @@ def _titled(fig):
     titles = [t for t in _axis_titles(fig) if t]
     assert any(k.startswith("x") for k in titles) or len(titles) >= 2, f"axis titles missing: {titles}"
     return fig
+
+
+def _major_log_ticks(axis):
+    """Explicit ticks at powers of ten only, each labelled with its value: plotly's automatic log ticks
+    label the minor ones with a bare leading digit ('2, 10, 9, ... 1, 9')."""
+    exponents = np.log10(np.asarray(axis.tickvals, dtype=float))
+    assert axis.type == "log" and len(exponents) >= 3 and np.allclose(exponents, exponents.round())
+    assert [float(t.replace(",", "")) for t in axis.ticktext] == pytest.approx(list(axis.tickvals))
+    return [int(e) for e in exponents.round()]
 
 
 def _metrics(top1, ppl):
@@ -87,12 +103,16 @@ def test_importance_scatter_highlights_pruned(result):
     forget, retain = result.importances["forget.mlp"], result.importances["retain.mlp"]
     pruned = result.masks["selective"].removed["mlp"]
     fig = _titled(importance_scatter(forget, retain, pruned))
-    points, ringed = fig.data[0], fig.data[1]
-    assert type(points).__name__ == "Scattergl" and len(points.x) == 48
-    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
-    assert len(ringed.x) == int(pruned.sum())
-    assert np.allclose(sorted(ringed.y), sorted(forget[pruned].numpy()))
-    assert np.asarray(points.marker.color).max() == 3  # coloured by layer
+    kept, removed = fig.data[0], fig.data[1]
+    assert type(kept).__name__ == "Scattergl" and len(kept.x) == 48 - int(pruned.sum())
+    assert len(removed.x) == int(pruned.sum())  # every neuron drawn once: the two sets split the cloud
+    assert np.allclose(sorted(removed.y), sorted(forget[pruned].numpy()))
+    assert np.asarray(kept.marker.color).max() <= 3 and kept.marker.cmax == 3  # coloured by layer
+    # Rings larger than the points (the old 'circle-open', size 7) hid 46k neurons under 4.6k pruned ones:
+    # the pruned set is drawn as filled points no larger than the cloud's, translucent.
+    assert removed.marker.symbol in (None, "circle") and removed.marker.size <= kept.marker.size
+    assert removed.marker.opacity < 1
+    assert _major_log_ticks(fig.layout.xaxis) == _major_log_ticks(fig.layout.yaxis)  # one range: diagonal corner to corner
 
 
 def test_pruning_curves_mark_the_selectivity_step(result):
@@ -105,7 +125,8 @@ def test_pruning_curves_mark_the_selectivity_step(result):
     h = result.steps("selective")[best["step"]]
     assert list(star.y) == [h["forget"]["top1"], h["retain"]["top1"]]
     assert f"{best['selectivity']:.1f}" in star.name
-    assert fig.layout.yaxis2.type == "log"
+    assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis2.tickvals  # explicit ticks, every one labelled
+    assert fig.layout.yaxis2.ticktext == ("10", "20")  # perplexity 10 to 25: too short for powers of ten
 
 
 def test_drop_curves_are_relative_drops(result):
@@ -183,12 +204,57 @@ def test_top_activating_contexts_on_the_tiny_model(tiny_model, tmp_path):
     value_contexts = top_activating_contexts(tiny_model, tokens, layer=0, neuron=17, kind="attn_v", k=2)
     assert "query head" in neuron_contexts(value_contexts).layout.title.text
     paths = save_figure(fig, tmp_path, "contexts", png=False)
-    assert paths[0].stat().st_size < 50_000 and "cdn.plot.ly" in paths[0].read_text()
+    assert paths[0].stat().st_size < 50_000  # plotly.js is not in it
+
+
+def _saved(tmp_path, name):
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))
+    fig.update_layout(title="offline")
+    return save_figure(fig, tmp_path, name, png=False)[0]
+
+
+def test_saved_html_loads_plotly_from_beside_it(tmp_path):
+    first = _saved(tmp_path, "first")
+    bundle = tmp_path / "plotly.min.js"
+    written = bundle.stat().st_mtime_ns
+    second = _saved(tmp_path, "second")
+    for page in (first, second):
+        html = page.read_text()
+        # Offline, a script from a CDN leaves every plot blank: no network address anywhere in the page.
+        assert "cdn.plot.ly" not in html and '<script src="http' not in html and not re.search(r"https?://", html)
+        assert re.findall(r'<script[^>]* src="([^"]+)"', html) == ["plotly.min.js"]
+    assert bundle.read_text(encoding="utf-8") == get_plotlyjs()
+    assert bundle.stat().st_mtime_ns == written  # once per folder: the second figure reused it
+    bundle.write_text("/* plotly.js v1.0.0, an older plotly's */")
+    _saved(tmp_path, "third")
+    assert bundle.read_text(encoding="utf-8") == get_plotlyjs()  # not kept when it is another version
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="no chromium to render the page headless")
+def test_saved_html_renders_without_a_network(tmp_path):
+    page = _saved(tmp_path, "offline")
+    # Every host name fails to resolve, so a page that needed a CDN would stay blank.
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND", "--dump-dom",
+         page.as_uri()], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert 'class="main-svg"' in dom and ">offline<" in dom  # plotly drew the figure and its title
 
 
 def _kg(ppl, top10):
     return {"ppl": ppl, "ppl_first": ppl, "top1": top10, "top5": top10, "top10": top10, "mean_rank": 1.0,
             "median_rank": 1.0, "n": 10}
+
+
+def _labels_do_not_collide(fig):
+    """Dataset names side by side under the bars ran into each other: each sits on its own row of a
+    vertical axis, with room for its lines."""
+    assert {bar.orientation for bar in fig.data if bar.type == "bar"} == {"h"}
+    labels = fig.data[0].y
+    margin = fig.layout.margin
+    row = (fig.layout.height - (margin.t or 100) - margin.b) / len(labels)
+    font = fig.layout.template.layout.font.size or 12
+    assert row >= 1.5 * font * max(label.count("<br>") + 1 for label in labels)
 
 
 def test_subnetwork_effect_training_and_selection_curves():
@@ -205,13 +271,16 @@ def test_subnetwork_effect_training_and_selection_curves():
     }
     fig = _titled(subnetwork_effect(metrics))
     learned, rand = fig.data[0], fig.data[1]
-    assert list(learned.x) == ["TargetKG", "ControlKG<br>(trained)", "ControlLM<br>(text)"]
-    assert list(learned.y) == pytest.approx([100.0, 1.25, 1.2])
+    assert list(learned.y) == ["TargetKG", "ControlKG<br>(trained)", "ControlLM<br>(text)"]
+    assert list(learned.x) == pytest.approx([100.0, 1.25, 1.2])
     assert list(learned.customdata) == pytest.approx([9900.0, 25.0, 20.0])  # dPPL in percent
-    assert list(rand.y) == pytest.approx([1.0, 1.375, 1.2])
-    assert list(rand.error_y.array) == pytest.approx([0.1, 0.125, 0.1])
-    assert fig.layout.yaxis.type == "log" and "sparsity 90.00%" in fig.layout.title.text
-    assert list(fig.data[-1].y) == pytest.approx([56.5, 42.0, 38.0])  # top-10 under random masks, mean of seeds
+    assert list(rand.x) == pytest.approx([1.0, 1.375, 1.2])
+    assert list(rand.error_x.array) == pytest.approx([0.1, 0.125, 0.1])
+    assert _major_log_ticks(fig.layout.xaxis) == [0, 1, 2]  # 1, 10, 100
+    assert "sparsity 90.00%" in fig.layout.title.text
+    assert list(fig.data[-1].x) == pytest.approx([56.5, 42.0, 38.0])  # top-10 under random masks, mean of seeds
+    every = {n: _kg(2.0, 50.0) for n in DATASET_LABELS}  # all seven datasets: the most labels
+    _labels_do_not_collide(subnetwork_effect({"original": every, "remaining": every}))
     history = [{"step": s, "suppression": 1 / (s + 1), "control_kg": 0.1, "sparsity_loss": 0.4, "loss": 1.0,
                 "sparsity": 50 + s} for s in range(5)]
     fig = _titled(training_curves(history))
