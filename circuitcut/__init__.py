@@ -10,14 +10,19 @@ The public API, one name per job (each has a runnable example in its docstring):
 - :class:`PruningConfig`, :func:`prune`, :class:`PruningResult`: selective pruning.
 - :class:`SubnetworkConfig`, :func:`find_subnetwork`, :class:`SubnetworkResult`: knowledge-critical
   subnetworks.
+
+The names are imported on first use (see ``circuitcut._lazy``), so ``import circuitcut`` is fast.
 """
 
-from circuitcut.data.corpora import corpus_windows
-from circuitcut.masks import NeuronMask
-from circuitcut.models import load_model
-from circuitcut.pruning import PruningConfig, PruningResult, prune
-from circuitcut.stats import collect_stats
-from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult, find_subnetwork
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+from circuitcut._lazy import lazy_exports
+
+try:
+    __version__ = version("circuitcut")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "unknown (not installed)"
 
 __all__ = [
     "load_model",
@@ -31,3 +36,20 @@ __all__ = [
     "find_subnetwork",
     "SubnetworkResult",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "circuitcut.data.corpora": ("corpus_windows",),
+    "circuitcut.masks": ("NeuronMask",),
+    "circuitcut.models": ("load_model",),
+    "circuitcut.pruning": ("PruningConfig", "PruningResult", "prune"),
+    "circuitcut.stats": ("collect_stats",),
+    "circuitcut.subnetwork": ("SubnetworkConfig", "SubnetworkResult", "find_subnetwork"),
+})
+
+if TYPE_CHECKING:  # what type checkers and editors see, as the eager imports were
+    from circuitcut.data.corpora import corpus_windows
+    from circuitcut.masks import NeuronMask
+    from circuitcut.models import load_model
+    from circuitcut.pruning import PruningConfig, PruningResult, prune
+    from circuitcut.stats import collect_stats
+    from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult, find_subnetwork

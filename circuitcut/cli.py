@@ -1,34 +1,54 @@
-"""The ``circuitcut`` command line: a thin layer over the same API the notebooks use."""
+"""The ``circuitcut`` command line: a thin layer over the same API the notebooks use.
+
+Building the parser imports no torch, so ``circuitcut --help`` answers at once; each command imports
+what it runs. ``docs/cli.md`` holds every command's help (``python -m circuitcut.cli_docs`` rewrites it).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import sys
 import time
 
-import torch
+import circuitcut
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")
+"""Parameter dtypes by their names in torch (``torch.bfloat16``), looked up when the model loads."""
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="smollm2", help="embedded name, local checkpoint folder or hub name (default: smollm2)")
+class _Formatter(argparse.HelpFormatter):
+    """Help that shows each flag's default, except where there is none to show (a switch, an unset
+    value whose help says what happens instead) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS)
+        if nothing or "default:" in text:  # `is`: a default of 0 is one to show
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _model_args(p) -> None:
+    p.add_argument("--model", default="smollm2", help="embedded name, local checkpoint folder or hub name")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="parameter dtype")
     _threads_arg(p)
 
 
-def _threads_arg(p: argparse.ArgumentParser) -> None:
+def _threads_arg(p) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: the cores not busy with other jobs, at least 1)")
 
 
 def _load(args):
+    import torch
+
     from circuitcut.models import load_model
 
-    return load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
+    return load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype))
 
 
 def cmd_info(args) -> None:
@@ -102,11 +122,12 @@ def cmd_demo(args) -> None:
 
 def _subnetwork_config(args):
     """The run's config (a preset with the flags given laid over it), its target checked before the model loads."""
-    from circuitcut.config_args import config_overrides
+    from circuitcut.config_args import config_overrides, fields_as_flags
     from circuitcut.subnetwork import SubnetworkConfig, preset
     from circuitcut.subnetwork.data import check_target
 
-    config = preset(args.preset, **config_overrides(args, SubnetworkConfig))
+    with fields_as_flags(SubnetworkConfig):
+        config = preset(args.preset, **config_overrides(args, SubnetworkConfig))
     check_target(config)
     return config
 
@@ -157,66 +178,95 @@ def cmd_relearn(args) -> None:
 
 def _prune_args(p: argparse.ArgumentParser, **defaults) -> None:
     _model_args(p)
-    p.add_argument("--forget", default="python", help="corpus to forget (python, code, prose, a path, hf:NAME)")
-    p.add_argument("--retain", default="prose", help="corpus to retain")
-    p.add_argument("--sites", default="mlp", help="comma-separated: mlp, attn_v, attn_z")
-    p.add_argument("--importance", default="abs", choices=["freq", "abs", "rms", "std"])
-    p.add_argument("--steps", type=int, default=defaults.get("steps", 5))
+    p.add_argument("--forget", default="python", metavar="CORPUS",
+                   help="corpus to forget: python, code, prose, a path or hf:NAME")
+    p.add_argument("--retain", default="prose", metavar="CORPUS", help="corpus to retain")
+    p.add_argument("--sites", default="mlp", metavar="K1,K2", help="neuron site kinds: mlp, attn_v, attn_z")
+    p.add_argument("--importance", default="abs", choices=["freq", "abs", "rms", "std"],
+                   help="how a neuron's importance to each corpus is measured")
+    p.add_argument("--steps", type=int, default=defaults.get("steps", 5), help="pruning steps")
     p.add_argument("--frac", type=float, default=0.02, help="fraction of each site kind's neurons removed per step")
     p.add_argument("--tokens", type=int, default=defaults.get("tokens", 8192),
                    help="tokens per dataset for statistics, and again for evaluation")
-    p.add_argument("--window", type=int, default=128)
+    p.add_argument("--window", type=int, default=128, help="window length in tokens")
     p.add_argument("--one-shot", action="store_true", help="rank once on the unpruned model")
-    p.add_argument("--baseline", default="random", choices=["random", "none"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--baseline", default="random", choices=["random", "none"],
+                   help="prune random neurons alongside, for comparison")
+    p.add_argument("--seed", type=int, default=0, help="seeds the windows and the random baseline")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     p.add_argument("--stats-on-eval", action="store_true",
                    help="collect statistics in the evaluation passes (half the passes; splits no longer disjoint)")
-    p.add_argument("--out", default=defaults.get("out", "runs/prune"), help="run folder")
+    p.add_argument("--out", default=defaults.get("out", "runs/prune"), metavar="FOLDER", help="run folder")
     if defaults.get("resume_flag", True):  # the demo always resumes its folder
         p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="circuitcut", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("info", help="architecture and the neuron sites a user can target")
-    p.add_argument("model", nargs="?", default="smollm2")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    _threads_arg(p)
-    p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("ppl", help="next-token accuracy and perplexity on corpora")
-    _model_args(p)
-    p.add_argument("--corpora", default="prose,python,code")
-    p.add_argument("--tokens", type=int, default=4096)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_ppl)
-
-    p = sub.add_parser("prune", help="selective pruning with a random baseline")
-    _prune_args(p)
-    p.set_defaults(func=cmd_prune)
-
-    p = sub.add_parser("demo", help="the main job: a short selective-pruning run next to random pruning")
-    _prune_args(p, steps=3, tokens=4096, out="runs/demo", resume_flag=False)
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("subnet", help="find a knowledge-critical subnetwork for a knowledge-graph target")
-    _model_args(p)
+def _subnet_args(p: argparse.ArgumentParser) -> None:
+    """The run's own flags, then every SubnetworkConfig field, each in the group the field names."""
     from circuitcut.config_args import add_config_args
-    from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig
+    from circuitcut.subnetwork.config import FLAG_GROUPS, PRESETS, SubnetworkConfig, preset
 
-    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
-                   help="named settings the flags below override (paper: the paper's released code)")
-    p.add_argument("--out", default="runs/subnet", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue (or, finished, load) the run in --out, as prune does")
-    add_config_args(p, SubnetworkConfig)
-    p.set_defaults(func=cmd_subnet)
+    groups = {name: p.add_argument_group(name, description) for name, description in FLAG_GROUPS.items()}
+    run = groups["run"]
+    run.add_argument("--preset", default="default", choices=list(PRESETS),
+                     help="named settings the other flags lay over; docs/cli.md lists what each sets")
+    _model_args(run)
+    run.add_argument("--out", default="runs/subnet", metavar="FOLDER", help="run folder")
+    run.add_argument("--resume", action="store_true", help="continue (or, finished, load) the run in --out")
+    add_config_args(groups, SubnetworkConfig, shown=preset("default"))
 
-    p = sub.add_parser("relearn", help="fine-tune with a finished run's removal held in place: does it come back?")
-    p.add_argument("run_dir", help="a finished 'circuitcut prune' or 'circuitcut subnet' run folder")
+
+def build_parser(width: int | None = None) -> argparse.ArgumentParser:
+    """The ``circuitcut`` parser; ``width``: help line width (default: the terminal's)."""
+    formatter = functools.partial(_Formatter, width=width)
+    parser = argparse.ArgumentParser(
+        prog="circuitcut", formatter_class=formatter,
+        description="Find, remove and compare the parts of a language model that carry a capability or a piece "
+                    "of knowledge.",
+        epilog="circuitcut COMMAND --help lists the flags of a command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {circuitcut.__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback, not one line")
+    # --debug after the command too; SUPPRESS, so the command's parser leaves a --debug given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, show the traceback, not one line")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, summary: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
+        description = description or summary[0].upper() + summary[1:]
+        p = sub.add_parser(name, help=summary, description=description, parents=[common], formatter_class=formatter,
+                           **kwargs)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("info", cmd_info, "architecture and the neuron sites a user can target")
+    p.add_argument("model", nargs="?", default="smollm2", metavar="MODEL",
+                   help="embedded name, local checkpoint folder or hub name")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="parameter dtype")
+    _threads_arg(p)
+
+    p = command("ppl", cmd_ppl, "next-token accuracy and perplexity on corpora")
+    _model_args(p)
+    p.add_argument("--corpora", default="prose,python,code", metavar="C1,C2",
+                   help="comma-separated corpora: prose, python, code, a path or hf:NAME")
+    p.add_argument("--tokens", type=int, default=4096, help="evaluation tokens per corpus")
+    p.add_argument("--seed", type=int, default=0, help="seeds which windows are drawn")
+
+    _prune_args(command("prune", cmd_prune, "selective pruning with a random baseline"))
+    _prune_args(command("demo", cmd_demo, "the main job: a short selective-pruning run next to random pruning"),
+                steps=3, tokens=4096, out="runs/demo", resume_flag=False)
+
+    _subnet_args(command(
+        "subnet", cmd_subnet, "find a knowledge-critical subnetwork for a knowledge-graph target",
+        usage="%(prog)s [--target TARGET] [--preset NAME] [--out FOLDER] [--resume] [FLAG ...]",
+        description="Find a knowledge-critical subnetwork: a mask whose removal erases the target's facts and keeps "
+                    "other facts and text. A setting's flag lays over --preset (left out, the preset's value "
+                    "stands); the defaults shown are those of preset 'default'."))
+
+    p = command("relearn", cmd_relearn, "fine-tune with a finished run's removal held in place: does it come back?")
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="a finished 'circuitcut prune' or 'circuitcut subnet' run folder")
     _model_args(p)
     p.add_argument("--steps", type=int, default=32, help="fine-tuning steps per curve")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
@@ -229,22 +279,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step", type=int, default=None, help="pruning step (default: best selectivity)")
     p.add_argument("--corpus", default=None, help="fine-tuning corpus of prune runs (default: the forget corpus)")
     p.add_argument("--facts", type=int, default=40, help="family facts to fine-tune on (subnet runs)")
-    p.add_argument("--sibling", default=None, help="sibling family of subnet runs, e.g. isa:plant.n.02")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_relearn)
+    p.add_argument("--sibling", default=None, metavar="TARGET",
+                   help="sibling family of subnet runs, e.g. isa:plant.n.02")
+    p.add_argument("--seed", type=int, default=0, help="seeds the windows or facts, the random removals and the batches")
 
-    p = sub.add_parser("figures", help="regenerate the figures from real runs on the embedded model")
-    p.add_argument("--out", default="figures")
+    p = command("figures", cmd_figures, "regenerate the figures from real runs on the embedded model")
+    p.add_argument("--out", default="figures", metavar="FOLDER", help="where the figures go")
     p.add_argument("--budget", default="full", choices=["full", "small"], help="small: minutes; numbers mean nothing")
-    p.add_argument("--runs-dir", help="where missing runs are made and kept (default: the circuitcut cache)")
-    p.add_argument("--pruning-run", help="a finished pruning run folder (feed-forward sites) to draw from")
+    p.add_argument("--runs-dir", metavar="FOLDER",
+                   help="where missing runs are made and kept (default: the circuitcut cache)")
+    p.add_argument("--pruning-run", metavar="FOLDER",
+                   help="a finished pruning run folder (feed-forward sites) to draw from")
     p.add_argument("--subnetwork-run", action="append", default=[], metavar="LABEL=FOLDER",
                    help="a finished subnetwork result folder; repeat for overlaps (the first is shown in detail)")
     p.add_argument("--no-png", action="store_true", help="HTML only (PNG export needs chromium)")
     _threads_arg(p)
-    p.set_defaults(func=cmd_figures)
+    _name_metavars(parser)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser, by name."""
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _name_metavars(parser: argparse.ArgumentParser) -> None:
+    """``--steps N`` where argparse would write ``--steps STEPS`` (what a flag takes, not its name again)."""
+    from circuitcut.config_args import TYPE_METAVARS
+
+    for p in (parser, *commands(parser).values()):
+        for action in p._actions:
+            if action.metavar is None and action.type in TYPE_METAVARS:
+                action.metavar = TYPE_METAVARS[action.type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from circuitcut import distributed, threads
 
     # Under torchrun every rank joins the group and takes its device; only rank 0 prints.
@@ -256,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             threads.set_threads(args.threads)
             args.func(args)
     except (ValueError, FileExistsError, RuntimeError) as err:
-        # Our errors name the problem and the fix; a traceback would bury that.
+        if args.debug:
+            raise
+        # Our errors name the problem and the fix; a traceback would bury that (--debug shows it).
         print(f"circuitcut {args.command}: error: {err}", file=sys.stderr)
         return 2
     finally:

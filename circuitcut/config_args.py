@@ -1,35 +1,51 @@
 """Every field of a config dataclass as a command-line flag, so the CLI can set whatever decides a run.
 
-``add_config_args(parser, SubnetworkConfig)`` adds ``--init-p``, ``--suppress-rank`` ... typed by
-the rules below; ``config_overrides(args, SubnetworkConfig)`` returns only the flags the user gave,
-to lay over a preset:
+``add_config_args(groups, SubnetworkConfig, shown)`` adds ``--init-p``, ``--suppress-rank`` ... to the
+argument group each field names in its metadata (``{"group": ..., "metavar": ...}``), typed by the rules
+below; ``config_overrides(args, SubnetworkConfig)`` returns only the flags the user gave, to lay over a
+preset:
 
-* ``int``, ``float``, ``str``: as is; a ``Literal`` gives its choices;
+* ``int``, ``float``, ``str``: as is (metavar ``N``, ``FLOAT``, ``NAME``); a ``Literal`` gives its choices;
 * ``X | None``: ``none`` means ``None``;
 * ``tuple[...]``: comma-separated (``--layers 15,16,17`` or a range ``--layers 15-29``).
+
+A flag's help is the summary of its field's docstring (the text before the first blank line), with
+the reST quotes dropped and a quoted field name written as its flag.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import inspect
+import re
 import textwrap
 import types
 import typing
+from collections.abc import Iterator
 from typing import Any, Literal
 
+TYPE_METAVARS = {int: "N", float: "FLOAT", str: "NAME"}
+"""What a flag of each type takes, in its usage (argparse would print the flag's name in capitals)."""
 
-def field_docs(cls) -> dict[str, str]:
-    """Each field's docstring (the string literal under it in the class body), joined to one line."""
+
+def flag(name: str) -> str:
+    """The flag of field ``name``: ``min_target`` -> ``--min-target``."""
+    return "--" + name.replace("_", "-")
+
+
+def field_summaries(cls) -> dict[str, str]:
+    """Each field's docstring (the string literal under it in the class body) up to its first blank
+    line, joined to one line."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body
     docs = {}
     for node, after in zip(body, body[1:]):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
                 and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
-            docs[node.target.id] = " ".join(after.value.value.split())
+            docs[node.target.id] = " ".join(after.value.value.split("\n\n")[0].split())
     return docs
 
 
@@ -76,23 +92,62 @@ def _parser(annotation):
     return parse
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of dataclass ``cls`` (default: unset, so a preset's value stands)."""
-    hints, docs = typing.get_type_hints(cls), field_docs(cls)
-    group = parser.add_argument_group(f"{cls.__name__} fields (unset: the preset's value)")
+def _metavar(annotation) -> str | None:
+    """What the flag takes, from the field's type (``None`` for choices, which argparse lists)."""
+    inner, optional = _parts(annotation)
+    if typing.get_origin(inner) is Literal:
+        return None
+    if typing.get_origin(inner) is tuple:
+        text = "N1,N2|A-B" if typing.get_args(inner)[0] is int else "A,B"
+    else:
+        text = TYPE_METAVARS[inner]
+    return f"{text}|none" if optional else text
+
+
+def typed(value) -> str:
+    """A field's value as the user would type it after its flag."""
+    if value is None:
+        return "none"
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _help(summary: str, names: set[str]) -> str:
+    """A docstring summary as help, in argparse's style: no reST quotes (a quoted field name is its
+    flag, ``None`` is ``none``), no final stop, and a lowercase first word unless it is a name (``IsA``)."""
+    def unquote(match: re.Match) -> str:
+        return flag(match[1]) if match[1] in names else "none" if match[1] == "None" else match[1]
+
+    text = re.sub(r"``([^`]+)``", unquote, summary).rstrip(".")
+    first = text.split()[0]
+    return text if any(c.isupper() for c in first[1:]) else text[0].lower() + text[1:]
+
+
+def add_config_args(groups: dict[str, argparse._ArgumentGroup], cls, shown) -> None:
+    """One flag per field of dataclass ``cls`` in the group its metadata names, with the default that
+    config ``shown`` (the preset the flags lay over) has; unset, a flag leaves the preset's value."""
+    hints, summaries = typing.get_type_hints(cls), field_summaries(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
     for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
         inner, _ = _parts(hints[f.name])
         choices = typing.get_args(inner) if typing.get_origin(inner) is Literal else None
-        default = f.default if f.default is not dataclasses.MISSING else None
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_parser(hints[f.name]),
-                           default=argparse.SUPPRESS, choices=choices, metavar=None if choices else "X",
-                           help=f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%"))
+        text = f"{_help(summaries[f.name], names)} (default: {typed(getattr(shown, f.name))})"
+        groups[f.metadata["group"]].add_argument(
+            flag(f.name), dest=f.name, type=_parser(hints[f.name]), default=argparse.SUPPRESS, choices=choices,
+            metavar=f.metadata.get("metavar") or _metavar(hints[f.name]), help=text.replace("%", "%%"))
 
 
 def config_overrides(args: argparse.Namespace, cls) -> dict:
     """The config fields given on the command line (an unset flag is absent from ``args``)."""
     given = vars(args)
     return {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given}
+
+
+@contextlib.contextmanager
+def fields_as_flags(cls) -> Iterator[None]:
+    """Say ``--min-target`` where a config's validation says ``min_target``: on the command line the
+    user typed the flag. (Only the config's own checks: other messages use these words as English.)"""
+    try:
+        yield
+    except ValueError as err:
+        names = "|".join(f.name for f in dataclasses.fields(cls))
+        raise ValueError(re.sub(rf"(?<![-\w])({names})\b", lambda m: flag(m[1]), str(err))) from err

@@ -164,6 +164,12 @@ def _read_gguf(gguf: Path) -> tuple[PreTrainedModel, object]:
     return model, tokenizer
 
 
+def _looks_like_path(name: str) -> bool:
+    """Whether ``name`` can only be a path: a hub name is ``NAME`` or ``OWNER/NAME``, never starting with
+    ``.``, ``/`` or ``~``, nor holding a second ``/`` or a backslash."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
@@ -232,6 +238,12 @@ def load_model(
         source = official = str(Path(name).expanduser().resolve())
         if not (Path(source) / "config.json").exists():
             raise ModelUnavailableError(f"'{name}' is a folder but holds no Hugging Face checkpoint (config.json).")
+    elif _looks_like_path(name):
+        # Said here, before the hub is asked: as a hub name a path only gives a repo-id error.
+        found = "is a file, not a folder" if Path(name).expanduser().exists() else "does not exist"
+        raise ModelUnavailableError(
+            f"Model folder '{name}' {found}. A model is an embedded name ({', '.join(EMBEDDED)}), "
+            f"a local Hugging Face checkpoint folder (holding config.json), or a hub name such as 'gpt2'.")
     else:
         source = official = _hub_checkpoint(name)
     device = resolve_device(device)

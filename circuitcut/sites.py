@@ -24,9 +24,10 @@ Every site name, a neuron site's hook or a weight matrix (``blocks.L.mlp.in``), 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from transformer_lens.model_bridge import TransformerBridge
+if TYPE_CHECKING:  # the command line reads this module (site kinds, matrices) before torch is imported
+    from transformer_lens.model_bridge import TransformerBridge
 
 SiteKind = Literal["mlp", "attn_v", "attn_z"]
 SITE_KINDS: tuple[SiteKind, ...] = ("mlp", "attn_v", "attn_z")
@@ -36,6 +37,8 @@ DESCRIPTIONS = {
     "attn_v": "attention value neurons (attn.hook_v; one feeds every query head of its group)",
     "attn_z": "attention pre-out neurons (attn.hook_z)",
 }
+MATRICES: tuple[str, ...] = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out")
+"""The weight-matrix parts of a block that weight masks can mask (``blocks.L.mlp.in``)."""
 
 
 def check_kinds(kinds: str | list[str] | tuple[str, ...]) -> tuple[SiteKind, ...]:

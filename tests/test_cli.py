@@ -1,4 +1,10 @@
+import dataclasses
+import importlib.metadata
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +137,102 @@ def test_subnet_continues_a_run_folder_only_with_resume(tmp_path, capsys):
     (folder / "config.json").write_text("{}")
     assert main(["subnet", "--out", str(folder)]) == 2
     assert "already holds a run: pass --resume" in capsys.readouterr().err
+
+
+# The front door: --version, a fast plain --help, --debug, errors in the user's words, docs/cli.md.
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_version_names_the_installed_package(capsys):
+    assert _help(["--version"], capsys).strip() == f"circuitcut {importlib.metadata.version('circuitcut')}"
+
+
+def test_help_imports_no_torch():
+    """``circuitcut --help`` took 5.4 s: importing the command line imported torch and TransformerLens."""
+    script = ("import contextlib, io, sys\n"
+              "import circuitcut.cli\n"
+              "for argv in (['--help'], ['subnet', '--help']):\n"
+              "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+              "        circuitcut.cli.main(argv)\n"
+              "print(sorted({'torch', 'transformer_lens', 'transformers'} & set(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_subnet_help_is_grouped_plain_and_shows_the_presets_defaults(capsys, monkeypatch):
+    from circuitcut.subnetwork.config import PRESETS
+
+    monkeypatch.setitem(PRESETS, "default", {"steps": 7})
+    text = _help(["subnet", "--help"], capsys)
+    headings = [line[:-1] for line in text.splitlines() if re.fullmatch(r"[a-z]+:", line)]
+    assert headings == ["options", "data", "mask", "schedule", "losses", "selection", "run"]
+    assert "``" not in text and not re.search(r"--[\w-]+ X\b", text)
+    assert re.search(r"--steps N +optimisation steps \(default: 7\)", text)  # the preset's, not the field's 150
+    assert "--layers L1,L2|A-B|none" in text and "--lr FLOAT" in text and "--target TARGET" in text
+
+
+def test_subnet_flag_help_is_one_short_line_of_the_field_docstring():
+    """The help was each field's whole docstring: design reasoning and measurements, in reST."""
+    from circuitcut.cli import build_parser, commands
+    from circuitcut.subnetwork.config import SubnetworkConfig
+
+    fields = {f.name for f in dataclasses.fields(SubnetworkConfig)}
+    helps = {a.dest: a.help for a in commands(build_parser())["subnet"]._actions if a.dest in fields}
+    assert set(helps) == fields
+    long = {name: text for name, text in helps.items() if len(text.split(" (default: ")[0]) > 100}
+    assert not long
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_raises_where_the_default_prints_one_line(where, tmp_path, capsys):
+    args = ["subnet", "--min-target", "0", "--out", str(tmp_path / "s")]
+    assert main(args) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match="--min-target must be positive"):
+        main(["--debug", *args] if where == "before" else [*args, "--debug"])
+
+
+def test_a_config_error_names_the_flag(tmp_path, capsys):
+    assert main(["subnet", "--n-target", "3", "--min-target", "4", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "circuitcut subnet: error: --n-target (3) is below --min-target (4)."
+
+
+@pytest.mark.parametrize("name", ["absolute", "./relative"])
+def test_a_missing_local_model_folder_is_named_before_the_hub_is_asked(name, tmp_path, capsys, monkeypatch):
+    """It answered with the hub's repo-id error."""
+    import circuitcut.models
+
+    monkeypatch.setattr(circuitcut.models, "_hub_checkpoint", _no_model)
+    monkeypatch.chdir(tmp_path)
+    model = str(tmp_path / "no-such-model") if name == "absolute" else "./no-such-model"
+    assert main(["info", model]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"Model folder '{model}' does not exist" in err[0] and "embedded name" in err[0]
+
+
+def test_docs_cli_md_is_current():
+    from circuitcut.cli_docs import reference_markdown
+
+    path = ROOT / "docs" / "cli.md"
+    assert path.exists() and path.read_text() == reference_markdown(), (
+        "docs/cli.md differs from the parsers: run `python -m circuitcut.cli_docs` in the repository root")
+
+
+def test_the_package_names_load_on_first_use():
+    import circuitcut
+    import circuitcut.subnetwork
+
+    for package in (circuitcut, circuitcut.subnetwork):
+        assert all(getattr(package, name) is not None for name in package.__all__)
+        assert set(package.__all__) <= set(dir(package))
+    with pytest.raises(AttributeError):
+        circuitcut.no_such_name  # noqa: B018

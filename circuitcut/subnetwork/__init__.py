@@ -11,15 +11,14 @@ Example:
     >>> other = SubnetworkResult.load("runs/food", model)     # refuses a mask of another model
     >>> compare(result.mask, other.mask)["overall"]            # Jaccard overlap
     >>> preset("paper", target="isa:food")                    # the paper's released-code settings
+
+The names are imported on first use, so the command line reads :mod:`circuitcut.subnetwork.config`
+(its flags) without importing torch.
 """
 
-from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig, preset, saved_config
-from circuitcut.subnetwork.data import SubnetworkData, build_data
-from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
-from circuitcut.subnetwork.report import GOALS, format_report, missed_goals, results_table, seed_overlaps
-from circuitcut.subnetwork.mask import SubnetworkMask
-from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork, run_data
-from circuitcut.subnetwork.trainer import SubnetworkTrainer
+from typing import TYPE_CHECKING
+
+from circuitcut._lazy import lazy_exports
 
 __all__ = [
     "GOALS",
@@ -42,3 +41,22 @@ __all__ = [
     "run_data",
     "saved_config",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "circuitcut.subnetwork.config": ("PRESETS", "SubnetworkConfig", "preset", "saved_config"),
+    "circuitcut.subnetwork.data": ("SubnetworkData", "build_data"),
+    "circuitcut.subnetwork.evaluation": ("compare", "evaluate_model", "evaluate_subnetwork"),
+    "circuitcut.subnetwork.report": ("GOALS", "format_report", "missed_goals", "results_table", "seed_overlaps"),
+    "circuitcut.subnetwork.mask": ("SubnetworkMask",),
+    "circuitcut.subnetwork.run": ("SubnetworkResult", "find_subnetwork", "run_data"),
+    "circuitcut.subnetwork.trainer": ("SubnetworkTrainer",),
+})
+
+if TYPE_CHECKING:  # what type checkers and editors see, as the eager imports were
+    from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig, preset, saved_config
+    from circuitcut.subnetwork.data import SubnetworkData, build_data
+    from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
+    from circuitcut.subnetwork.mask import SubnetworkMask
+    from circuitcut.subnetwork.report import GOALS, format_report, missed_goals, results_table, seed_overlaps
+    from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork, run_data
+    from circuitcut.subnetwork.trainer import SubnetworkTrainer

@@ -6,18 +6,18 @@ and one in a notebook are the same run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
-
-from transformer_lens.model_bridge import TransformerBridge
+from typing import TYPE_CHECKING, Any, Literal
 
 from circuitcut.runs import config_from_dict, differing_settings, read_json
-from circuitcut.sites import ModelShape, check_kinds
-from circuitcut.subnetwork.mask import GRANULARITIES, Granularity
-from circuitcut.subnetwork.neuron_masks import neuron_sites
-from circuitcut.subnetwork.weight_masks import MATRICES, weight_sites
+from circuitcut.sites import MATRICES, ModelShape, check_kinds
 
+if TYPE_CHECKING:  # the command line builds its flags from this module before torch is imported
+    from transformer_lens.model_bridge import TransformerBridge
+
+Granularity = Literal["weight", "neuron"]
+GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
 Suppression = Literal["uniform", "unlikely", "margin"]
 SUPPRESSIONS: tuple[Suppression, ...] = ("uniform", "unlikely", "margin")
 SparsityMode = Literal["per_unit", "mean"]
@@ -30,146 +30,198 @@ TargetTemplates = Literal["chosen", "train"]
 TARGET_TEMPLATES: tuple[TargetTemplates, ...] = ("chosen", "train")
 
 
+FLAG_GROUPS: dict[str, str] = {
+    "data": "the facts and text windows a run trains, validates and reports on",
+    "mask": "what is masked",
+    "schedule": "how the mask scores are optimised",
+    "losses": "the terms of the objective and their weights",
+    "selection": "the rule that picks the final mask among the validated ones",
+    "run": "the run folder, the model, seeds and bookkeeping",
+}
+"""The groups ``circuitcut subnet --help`` lists its flags in, in this order; each field names its own."""
+
+
+def _in(group: str, default: Any, metavar: str | None = None) -> Any:
+    """A field whose ``circuitcut subnet`` flag is listed under ``group`` (a key of :data:`FLAG_GROUPS`);
+    ``metavar`` replaces the one its type gives (``config_args``)."""
+    return field(default=default, metadata={"group": group, "metavar": metavar})
+
+
 @dataclass
 class SubnetworkConfig:
-    """Everything that decides a subnetwork run (saved as config.json beside the result)."""
+    """Everything that decides a subnetwork run (saved as config.json beside the result).
 
-    # what is masked -------------------------------------------------------------------------------
-    target: str = "isa:animal"
-    """TargetKG, the known facts the remaining model must lose: ``<relation>:<synset>`` (facts whose tail
-    lies under the synset: ``isa:animal``, ``partof:vehicle``; a lemma means its first sense, or give a
-    name such as ``food.n.01`` or an 8-digit offset), ``any:<synset>`` (any relation),
-    ``relation:<Relation>`` (``relation:PartOf``) or ``tail:<word>``; checked before the model loads."""
-    granularity: Granularity = "neuron"
-    """``neuron`` (activations at ``neuron_kinds`` sites) or ``weight`` (every weight of ``matrices``)."""
-    layers: tuple[int, ...] | None = None
+    Each field's docstring starts with a short summary, its flag's help; the paragraph after it is
+    for developers.
+    """
+
+    target: str = _in("data", "isa:animal", "TARGET")
+    """Facts to erase: REL:SYNSET (``isa:animal``, ``partof:vehicle``), ``any:SYNSET``, ``relation:REL`` or
+    ``tail:WORD``.
+
+    TargetKG, the known facts the remaining model must lose: ``<relation>:<synset>`` (facts whose tail
+    lies under the synset; a lemma means its first sense, or give a name such as ``food.n.01`` or an
+    8-digit offset), ``any:<synset>`` (any relation), ``relation:<Relation>`` (``relation:PartOf``) or
+    ``tail:<word>``; checked before the model loads."""
+    granularity: Granularity = _in("mask", "neuron")
+    """Mask the activations of ``neuron_kinds`` sites, or every weight of ``matrices``."""
+    layers: tuple[int, ...] | None = _in("mask", None, "L1,L2|A-B|none")
     """Layers to mask; ``None``: the top half of the model."""
-    matrices: tuple[str, ...] = MATRICES
+    matrices: tuple[str, ...] = _in("mask", MATRICES, "M1,M2")
     """Weight matrices masked at weight granularity (attention q/k/v/o, MLP gate/in/out)."""
-    neuron_kinds: tuple[str, ...] = ("mlp",)
-    """Neuron sites masked at neuron granularity (``mlp.hook_post``, ``attn.hook_v``)."""
+    neuron_kinds: tuple[str, ...] = _in("mask", ("mlp",), "K1,K2")
+    """Neuron sites masked at neuron granularity: mlp, attn_v, attn_z (``circuitcut info`` lists them)."""
 
-    # optimisation ---------------------------------------------------------------------------------
-    steps: int = 150
+    steps: int = _in("schedule", 150)
     """Optimisation steps."""
-    lr: float = 0.1
+    lr: float = _in("schedule", 0.1)
     """Peak Adam learning rate on the scores."""
-    lr_schedule: LRSchedule = "cosine"
-    """After warm-up: ``cosine`` decay to 0 at the last step (the mask settles), or ``constant``."""
-    warmup: float = 0.05
+    lr_schedule: LRSchedule = _in("schedule", "cosine")
+    """Learning rate after warm-up: cosine decay to 0 at the last step, or constant.
+
+    Cosine lets the mask settle before it is chosen."""
+    warmup: float = _in("schedule", 0.05)
     """Fraction of steps with a linear learning-rate warm-up."""
-    init_p: float = 0.03
-    """Initial probability of each unit being in the subnetwork (scores start at logit(init_p)): far
-    below the 0.5 threshold, so the remaining model starts as the original model."""
-    temperature: float = 1.0
-    """Gumbel-sigmoid temperature: how sharp the soft sample whose gradient the scores get is."""
-    noise_start: float = 1.0
-    """Scale of the logistic noise in each training sample at the start (1: a unit is sampled into the
-    subnetwork with probability sigmoid(score))..."""
-    noise_end: float = 0.0
-    """...falling linearly to this over the first ``noise_decay`` of the steps. At 0 the training mask
-    is the evaluation mask (scores > 0), so what is trained is what is evaluated."""
-    noise_decay: float = 0.5
+    init_p: float = _in("schedule", 0.03)
+    """Initial probability of each unit being in the subnetwork.
+
+    Scores start at logit(init_p): far below the 0.5 threshold, so the remaining model starts as the
+    original model."""
+    temperature: float = _in("schedule", 1.0)
+    """Temperature of the Gumbel-sigmoid training sample.
+
+    How sharp the soft sample whose gradient the scores get is."""
+    noise_start: float = _in("schedule", 1.0)
+    """Scale of the logistic noise in each training sample at the start.
+
+    1: a unit is sampled into the subnetwork with probability sigmoid(score); it falls linearly to
+    ``noise_end`` over the first ``noise_decay`` of the steps."""
+    noise_end: float = _in("schedule", 0.0)
+    """Noise scale after ``noise_decay`` of the steps.
+
+    At 0 the training mask is the evaluation mask (scores > 0), so what is trained is what is evaluated."""
+    noise_decay: float = _in("schedule", 0.5)
     """Fraction of steps over which the noise falls from ``noise_start`` to ``noise_end``."""
 
-    # loss -----------------------------------------------------------------------------------------
-    suppression: Suppression = "margin"
-    """TargetKG term: ``margin``, a hinge pushing the tail's logit a nat below the ``suppress_rank``-th
-    other token (its pull does not fade while the tail stays in the top ranks); ``unlikely``,
-    -log(1 - p(first tail token)), whose pull fades with p(tail), so tails with a few percent of the
-    mass keep their rank; ``uniform``, KL(uniform || p), flattens the whole distribution (the paper's)."""
-    suppress_rank: int | None = 50
-    """A fact is pushed only while its first tail token ranks at most this (a hinge: a suppressed fact
-    recruits no more units); ``None``: always (the paper's). Well past the top 10 the rule checks: at 20 the
-    sparsity pull dropped a fact's units as soon as it left the top 20, it came back, and the mask cycled
-    (isa:animal's validation target top-10 never reached 10 % within the control bounds; at 50 it did)."""
-    suppression_weight: float = 1.0
+    suppression: Suppression = _in("losses", "margin")
+    """TargetKG term: margin (a hinge, see ``suppress_rank``), unlikely (unlikelihood) or uniform (KL).
+
+    ``margin``, a hinge pushing the tail's logit a nat below the ``suppress_rank``-th other token (its
+    pull does not fade while the tail stays in the top ranks); ``unlikely``, -log(1 - p(first tail
+    token)), whose pull fades with p(tail), so tails with a few percent of the mass keep their rank;
+    ``uniform``, KL(uniform || p), flattens the whole distribution (the paper's)."""
+    suppress_rank: int | None = _in("losses", 50)
+    """Push a fact only while its first tail token ranks at most this; ``None``: always.
+
+    A hinge: a suppressed fact recruits no more units; ``None`` is the paper's. Well past the top 10 the
+    rule checks: at 20 the sparsity pull dropped a fact's units as soon as it left the top 20, it came
+    back, and the mask cycled (isa:animal's validation target top-10 never reached 10 % within the
+    control bounds; at 50 it did)."""
+    suppression_weight: float = _in("losses", 1.0)
     """Weight of the TargetKG term."""
-    control_kg_weight: float = 20.0
-    """Weight of KL(original || remaining) on ControlKG tails: against the margin's pull of one per
-    unsuppressed fact, weight 1 or 5 let validation controls move +18 to +43 %."""
-    control_lm_weight: float = 20.0
-    """Weight of KL(original || remaining) on ControlLM windows (top-k, see objective.py)."""
-    sparsity: SparsityMode = "per_unit"
-    """``per_unit``: the penalty is ``weight * sum(sigmoid(scores))``, so each unit feels the same pull
+    control_kg_weight: float = _in("losses", 20.0)
+    """Weight of KL(original || remaining) on ControlKG tails.
+
+    Against the margin's pull of one per unsuppressed fact, weight 1 or 5 let validation controls move
+    +18 to +43 %."""
+    control_lm_weight: float = _in("losses", 20.0)
+    """Weight of KL(original || remaining) on ControlLM windows.
+
+    The KL is taken over the original model's top-k tokens at each position (see objective.py)."""
+    sparsity: SparsityMode = _in("losses", "per_unit")
+    """Sparsity penalty: the sum of unit probabilities, or their mean.
+
+    ``per_unit``: the penalty is ``weight * sum(sigmoid(scores))``, so each unit feels the same pull
     whatever the number of units; ``mean``: ``weight * mean(sigmoid(scores))`` (the paper's), a pull
     of weight / n_units per unit."""
-    sparsity_start: float = 0.004
-    """Sparsity weight over the first half of training (about the 90th percentile of the margin's
-    push per neuron at the original model)..."""
-    sparsity_end: float = 0.008
-    """...rising linearly to this at the last step."""
+    sparsity_start: float = _in("losses", 0.004)
+    """Sparsity weight over the first half of training.
 
-    # data -----------------------------------------------------------------------------------------
-    isa_depth: int = 3
-    """IsA links up to this many hypernym steps (3 gives ``(dog, IsA, animal)``)."""
-    named_tails: NamedTails = "keep"
-    """Facts whose tail a word of their head names (``A green frog is a kind of frog``, ``canned food`` /
-    ``foodstuff``: :attr:`~circuitcut.data.kg.Triplet.tail_named_in_head`), target and control alike:
-    ``keep``, or ``drop`` them before sampling (LAMA-UHN's filter: a copy of the prompt answers them, so
-    they test copying as much as knowledge)."""
-    target_templates: TargetTemplates = "chosen"
-    """Which sentences of each target fact the suppression trains on: ``chosen`` (its chosen training
-    template; the rule validates on its other training template), or ``train`` (every training template;
-    the rule validates on the relation's validation paraphrases, which only IsA has). Either way the
-    reported paraphrases are held-out templates no run trains or chooses on."""
-    n_candidates: int = 400
+    About the 90th percentile of the margin's push per neuron at the original model."""
+    sparsity_end: float = _in("losses", 0.008)
+    """Sparsity weight at the last step, reached linearly from ``sparsity_start``."""
+
+    isa_depth: int = _in("data", 3)
+    """IsA links up to this many hypernym steps (3 gives (dog, IsA, animal))."""
+    named_tails: NamedTails = _in("data", "keep")
+    """Keep or drop facts whose head names their tail (A green frog is a kind of frog).
+
+    Target and control alike (``canned food`` / ``foodstuff``:
+    :attr:`~circuitcut.data.kg.Triplet.tail_named_in_head`): ``drop`` removes them before sampling
+    (LAMA-UHN's filter: a copy of the prompt answers them, so they test copying as much as knowledge)."""
+    target_templates: TargetTemplates = _in("data", "chosen")
+    """Target sentences trained on: each fact's chosen template, or every training template.
+
+    ``chosen``: the rule validates on the fact's other training template; ``train``: the rule validates
+    on the relation's validation paraphrases, which only IsA has. Either way the reported paraphrases
+    are held-out templates no run trains or chooses on."""
+    n_candidates: int = _in("data", 400)
     """Facts of the target family scored for "known" (seeded sample)."""
-    control_candidates: int = 1500
-    """Facts from elsewhere scored for ControlKG; about one in five is known to SmolLM2."""
-    n_target: int | None = 20
+    control_candidates: int = _in("data", 1500)
+    """Facts from elsewhere scored for ControlKG.
+
+    About one in five is known to SmolLM2."""
+    n_target: int | None = _in("data", 20)
     """At most this many known target facts (seeded sample); ``None``: all."""
-    min_target: int = 5
+    min_target: int = _in("data", 5)
     """Refuse a target with fewer known facts."""
-    n_control: int = 100
+    n_control: int = _in("data", 100)
     """ControlKG facts the maintenance loss trains on."""
-    n_control_val: int = 40
+    n_control_val: int = _in("data", 40)
     """Further known control facts for the validation rule only."""
-    n_control_new: int = 100
-    """Further known control facts never seen in training or validation: the honest maintenance figure."""
-    control_batch: int = 32
+    n_control_new: int = _in("data", 100)
+    """Further known control facts never seen in training or validation.
+
+    The honest maintenance figure."""
+    control_batch: int = _in("data", 32)
     """ControlKG facts per step."""
-    lm_corpus: str = "prose"
-    """ControlLM corpus (circuitcut.data.corpora)."""
-    window: int = 128
+    lm_corpus: str = _in("data", "prose", "CORPUS")
+    """ControlLM corpus: prose, python, code, a path or hf:NAME.
+
+    Read by circuitcut.data.corpora."""
+    window: int = _in("data", 128)
     """ControlLM window length in tokens."""
-    lm_pool_tokens: int = 8192
-    """Training ControlLM pool (its original top-k log-probs are cached)."""
-    lm_batch: int = 4
+    lm_pool_tokens: int = _in("data", 8192)
+    """Training ControlLM pool in tokens.
+
+    Its original top-k log-probs are cached."""
+    lm_batch: int = _in("data", 4)
     """ControlLM windows per step."""
-    lm_top_k: int = 64
+    lm_top_k: int = _in("data", 64)
     """Original log-probs kept per ControlLM position."""
-    val_lm_tokens: int = 2048
+    val_lm_tokens: int = _in("data", 2048)
     """ControlLM tokens for the validation rule (training split, after the training pool)."""
-    eval_lm_tokens: int = 8192
+    eval_lm_tokens: int = _in("data", 8192)
     """ControlLM tokens (evaluation split) for the reported perplexity."""
-    known_top_k: int = 10
-    """A fact is *known* when its first tail token is in the original model's top k."""
+    known_top_k: int = _in("data", 10)
+    """A fact is known when its first tail token is in the original model's top k."""
 
-    # choosing the final mask ----------------------------------------------------------------------
-    validate_every: int = 25
+    validate_every: int = _in("selection", 25)
     """Steps between validations of the evaluation mask; the final mask is one of these."""
-    max_target_top10: float = 10.0
-    """Rule: at most this percent of validation target rows (training facts on the templates
-    ``target_templates`` names, counting the rows the original model ranks in its top 10) may keep the
-    tail in the top 10..."""
-    max_control_dppl: float = 10.0
-    """...validation ControlKG whole-tail dPPL at most this percent..."""
-    max_lm_dppl: float = 5.0
-    """...and validation ControlLM dPPL at most this percent. The sparsest validated mask that keeps
-    all three wins; if none does, the one that breaks them least (see selection.py)."""
+    max_target_top10: float = _in("selection", 10.0)
+    """Most validation target rows, in percent, that may keep the tail in the top 10.
 
-    # bookkeeping ----------------------------------------------------------------------------------
-    random_seeds: int = 3
+    The rows are training facts on the templates ``target_templates`` names, counting the rows the
+    original model ranks in its top 10."""
+    max_control_dppl: float = _in("selection", 10.0)
+    """Most validation ControlKG whole-tail dPPL, in percent."""
+    max_lm_dppl: float = _in("selection", 5.0)
+    """Most validation ControlLM dPPL, in percent.
+
+    The sparsest validated mask that keeps all three bounds wins; if none does, the one that breaks them
+    least (see selection.py)."""
+
+    random_seeds: int = _in("run", 3)
     """Random masks of the same size per site for the baseline."""
-    seed: int = 0
+    seed: int = _in("run", 0)
     """Seeds the Gumbel noise and the batches (and, unless ``data_seed`` is set, the data)."""
-    data_seed: int | None = None
-    """Seeds which facts are sampled and the ControlLM windows; ``None``: ``seed``. Fix it to learn masks
-    for the same facts under other seeds (how much of a subnetwork is seed noise)."""
-    checkpoint_every: int = 50
+    data_seed: int | None = _in("run", None)
+    """Seeds which facts are sampled and the ControlLM windows; ``None``: ``seed``.
+
+    Fix it to learn masks for the same facts under other seeds (how much of a subnetwork is seed noise)."""
+    checkpoint_every: int = _in("run", 50)
     """Steps between atomic checkpoints (resumable) when the run has a folder."""
-    log_every: int = 10
+    log_every: int = _in("run", 10)
     """Steps between history records."""
 
     def __post_init__(self) -> None:
@@ -251,6 +303,9 @@ class SubnetworkConfig:
 
     def sites(self, model: TransformerBridge) -> dict[str, tuple[int, ...]]:
         """Name and shape of every mask site this config masks on this model."""
+        from circuitcut.subnetwork.neuron_masks import neuron_sites
+        from circuitcut.subnetwork.weight_masks import weight_sites
+
         shape = ModelShape.of(model)
         layers = list(self.resolved_layers(shape))
         if self.granularity == "weight":

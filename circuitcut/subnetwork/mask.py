@@ -12,7 +12,6 @@ from collections import defaultdict
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float
@@ -22,11 +21,10 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut.masks import MaskMismatchError, NeuronMask, check_same_model, read_mask_file, save_mask_file
 from circuitcut.overlap import jaccard_summary
 from circuitcut.sites import ModelShape, hook_name, parse_site
+from circuitcut.subnetwork.config import GRANULARITIES, Granularity
 from circuitcut.subnetwork.neuron_masks import NeuronRemover, remove_neurons, to_neuron_mask
 from circuitcut.subnetwork.weight_masks import WeightRemover, remove_weights, touched_neurons
 
-Granularity = Literal["weight", "neuron"]
-GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
 Remover = WeightRemover | NeuronRemover
 """A context that multiplies each site by ``keep`` (weights or activations), changed with ``set_keep``."""
 

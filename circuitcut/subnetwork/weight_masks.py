@@ -17,9 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.sites import parse_site, site_name
-
-MATRICES: tuple[str, ...] = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out")
+from circuitcut.sites import MATRICES, parse_site, site_name
 
 
 def weight_module(model: TransformerBridge, name: str) -> nn.Module:
