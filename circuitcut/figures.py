@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -65,6 +65,12 @@ RELEARN = RelearnConfig()
 """Relearning behind the figures (``circuitcut relearn``'s defaults), after the pruning run's best step and
 after the subnetworks of the first ``RELEARN_TARGETS`` targets."""
 RELEARN_TARGETS = 2
+FIGURE_NAMES = ("pruning_curves", "drop_curves", "neurons_per_layer", "importance_heatmap", "importance_scatter",
+                "neuron_contexts", "subnetwork_effect", "subnetwork_training", "subnetwork_selection",
+                "subnetwork_tradeoff", "subnetwork_anatomy", "subnetwork_neurons_per_layer", "selective_vs_learned",
+                "subnetwork_jaccard", "subnetwork_overlap_per_layer", "subnetwork_effect_weights",
+                "subnetwork_selection_weights", "subnetwork_anatomy_weights", "family_generalisation")
+"""The figures :func:`make_figures` draws (and ``relearn_<label>`` per relearned run), the names ``only`` takes."""
 CONTEXT_TOKENS = 16384
 """Tokens searched for a neuron's top-activating contexts."""
 
@@ -167,7 +173,7 @@ def pruning_figures(model: TransformerBridge, result: PruningResult, context_tok
             f"on prose).")),
         "importance_scatter": (importance_scatter(forget, retain, result.masks["selective"].removed["mlp"]), (
             f"Forget (Python) vs retain (prose) mean |activation| of every feed-forward neuron, coloured by "
-            f"layer; the {sum(per_layer)} selectively pruned neurons ringed.")),
+            f"layer; the {sum(per_layer)} selectively pruned neurons in red.")),
         "neuron_contexts": (neuron_contexts(contexts), (
             f"The Python contexts (evaluation split, {windows.numel()} tokens) where layer {layer} neuron "
             f"{neuron}, the first neuron selective pruning removes, reaches its largest "
@@ -326,6 +332,7 @@ def make_figures(
     pruning_run: str | Path | None = None,
     subnetwork_runs: dict[str, str | Path] | None = None,
     png: bool = True,
+    only: Collection[str] = (),
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Regenerate every figure (PNG and HTML) into ``out_dir`` and write their captions to ``CAPTIONS.md``.
@@ -333,8 +340,13 @@ def make_figures(
     ``pruning_run`` (a run folder) and ``subnetwork_runs`` (label -> result folder; the first is the
     one shown in detail) draw from finished runs. Otherwise the runs of this module's configs are
     made in ``runs_dir``, reusing what is finished there (docs/results.md gives how long the full budget takes).
+    ``only`` redraws just the figures named (``importance_scatter`` ...), replacing their captions and keeping
+    the others'; relearning then runs only if a relearning figure is named.
     Returns figure name -> caption (with the numbers behind it).
     """
+    unknown = [name for name in only if name not in FIGURE_NAMES and not name.startswith("relearn_")]
+    if unknown:
+        raise ValueError(f"--only {','.join(unknown)}: no such figure; choose from {', '.join(FIGURE_NAMES)}, relearn_*.")
     torch.manual_seed(0)
     model = model or load_model("smollm2")
     runs = Path(runs_dir) if runs_dir is not None else runs_folder(budget)
@@ -351,15 +363,24 @@ def make_figures(
     subnetworks = {label: SubnetworkResult.load(folder, model) for label, folder in folders.items()}
     log(f"subnetwork runs: {time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
-    relearned = relearn_runs(model, pruning_folder, folders, subnetworks, sized(RELEARN, budget))
+    relearn_wanted = not only or any(name.startswith(("relearn_", "family_")) for name in only)
+    relearned = relearn_runs(model, pruning_folder, folders, subnetworks, sized(RELEARN, budget)) if relearn_wanted else {}
     log(f"relearning: {time.perf_counter() - start:.0f} s")
     figures = {**pruning_figures(model, pruning, CONTEXT_TOKENS if budget == "full" else 512),
                **subnetwork_figures(subnetworks, pruning), **relearn_figures(relearned)}
+    if only:
+        missing = set(only) - figures.keys()
+        if missing:
+            raise ValueError(f"--only {','.join(sorted(missing))}: these runs draw no such figure ({', '.join(figures)}).")
+        figures = {name: figure for name, figure in figures.items() if name in only}
     for name, (fig, _) in figures.items():
         start = time.perf_counter()
         save_figure(fig, out_dir, name, png=png)
         log(f"  {name}: saved in {time.perf_counter() - start:.1f} s")
     captions = {name: caption for name, (_, caption) in figures.items()}
+    if only:
+        _replace_captions(Path(out_dir) / "CAPTIONS.md", captions)
+        return captions
     # Name the default run folder by the cache variable, not this machine's home directory.
     default_runs = "$CIRCUITCUT_CACHE/figure-runs/" + budget if runs_dir is None else str(runs)
     sources = [f"pruning: {pruning_run or default_runs + '/pruning-mlp'} ({pruning.config.steps} steps of "
@@ -379,3 +400,16 @@ def make_figures(
         "selection rule.\n\n" + results_table(subnetworks) + "\n\n## Same target and facts, two mask seeds\n\n"
         + seed_overlaps(subnetworks) + "\n")
     return captions
+
+
+def _replace_captions(path: Path, captions: dict[str, str]) -> None:
+    """Rewrite the caption lines of the figures redrawn, keep every other line (and add new figures at the end)."""
+    lines = path.read_text().splitlines() if path.exists() else ["# Figures", ""]
+    done = set()
+    for i, line in enumerate(lines):
+        for name, caption in captions.items():
+            if line.startswith(f"- `{name}.png`:"):
+                lines[i] = f"- `{name}.png`: {caption}"
+                done.add(name)
+    lines += [f"- `{name}.png`: {caption}" for name, caption in captions.items() if name not in done]
+    path.write_text("\n".join(lines) + "\n")
