@@ -20,15 +20,15 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 class _Formatter(argparse.HelpFormatter):
-    """Help that shows each flag's default, except where there is none to show (a switch, an unset
-    value whose help says what happens instead) or the help already says it."""
+    """Help that shows each flag's default, except where there is none to show: a switch, a repeatable
+    flag, an unset value (its help says what happens instead), a config field (its help holds the
+    preset's value, see config_args)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        nothing = action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS)
-        if nothing or "default:" in text:  # `is`: a default of 0 is one to show
-            return text
-        return f"{text} (default: %(default)s)"
+        # `is`, not `in`: a default of 0 is one to show
+        if action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS):
+            return action.help
+        return f"{action.help} (default: %(default)s)"
 
 
 def _model_args(p) -> None:
@@ -225,11 +225,11 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
                     "of knowledge.",
         epilog="circuitcut COMMAND --help lists the flags of a command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {circuitcut.__version__}")
-    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback, not one line")
+    debug = "on an error, show the traceback, not one line"
+    parser.add_argument("--debug", action="store_true", help=debug)
     # --debug after the command too; SUPPRESS, so the command's parser leaves a --debug given before it
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="on an error, show the traceback, not one line")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func, summary: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
@@ -281,7 +281,8 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--facts", type=int, default=40, help="family facts to fine-tune on (subnet runs)")
     p.add_argument("--sibling", default=None, metavar="TARGET",
                    help="sibling family of subnet runs, e.g. isa:plant.n.02")
-    p.add_argument("--seed", type=int, default=0, help="seeds the windows or facts, the random removals and the batches")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the windows or facts, the random removals and the batches")
 
     p = command("figures", cmd_figures, "regenerate the figures from real runs on the embedded model")
     p.add_argument("--out", default="figures", metavar="FOLDER", help="where the figures go")

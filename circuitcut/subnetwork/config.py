@@ -199,14 +199,14 @@ class SubnetworkConfig:
     validate_every: int = _in("selection", 25)
     """Steps between validations of the evaluation mask; the final mask is one of these."""
     max_target_top10: float = _in("selection", 10.0)
-    """Most validation target rows, in percent, that may keep the tail in the top 10.
+    """At most this percent of validation target rows may keep the tail in the top 10.
 
     The rows are training facts on the templates ``target_templates`` names, counting the rows the
     original model ranks in its top 10."""
     max_control_dppl: float = _in("selection", 10.0)
-    """Most validation ControlKG whole-tail dPPL, in percent."""
+    """At most this validation ControlKG whole-tail dPPL, in percent."""
     max_lm_dppl: float = _in("selection", 5.0)
-    """Most validation ControlLM dPPL, in percent.
+    """At most this validation ControlLM dPPL, in percent.
 
     The sparsest validated mask that keeps all three bounds wins; if none does, the one that breaks them
     least (see selection.py)."""
