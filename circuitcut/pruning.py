@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -29,10 +29,15 @@ from circuitcut import distributed
 from circuitcut.data.corpora import corpus_notes, corpus_windows
 from circuitcut.evaluate import TokenMetrics, evaluate_tokens
 from circuitcut.masks import NeuronMask
-from circuitcut.runs import atomic_path, check_out_folder, check_same_settings, config_from_dict, read_json, write_json
+from circuitcut.pruning_report import drop, drops, steps_frame, summary_text  # noqa: F401 (drop: still importable here)
+from circuitcut.runs import (atomic_path, check_out_folder, check_same_settings, config_from_dict, read_json,
+                             write_config, write_json)
 from circuitcut.sites import ModelShape, SiteKind, check_kinds
 from circuitcut.special_tokens import window_prefix
 from circuitcut.stats import IMPORTANCES, Importance, NeuronStats, collect_stats, finish_stats, stats_hooks
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Method = Literal["selective", "random"]
 DEFAULT_EPS: dict[SiteKind, float] = {"mlp": 1e-3, "attn_v": 1e-4, "attn_z": 1e-4}
@@ -195,7 +200,7 @@ class PruningResult:
         base, *rest = self.steps(method)
         best = {"selectivity": 0.0, "step": 0, "fraction": 0.0, "forget_drop": 0.0, "retain_drop": 0.0}
         for h in rest:
-            fd, rd = (drop(base[d][metric], h[d][metric]) for d in ("forget", "retain"))
+            fd, rd = drops(base, h, metric)
             if fd - rd > best["selectivity"] or best["step"] == 0:
                 best = {"selectivity": fd - rd, "step": h["step"], "fraction": h["fraction"],
                         "forget_drop": fd, "retain_drop": rd}
@@ -203,20 +208,12 @@ class PruningResult:
 
     def summary(self) -> str:
         """A plain-text table of the run, one row per step and method, plus selectivity."""
-        lines = [f"{'method':9s} {'step':>4s} {'pruned':>7s} | {'forget top1':>11s} {'retain top1':>11s} "
-                 f"| {'forget ppl':>10s} {'retain ppl':>10s}"]
-        for h in self.history:
-            frac = sum(h["fraction"].values()) / max(len(h["fraction"]), 1)
-            lines.append(f"{h['method']:9s} {h['step']:4d} {100 * frac:6.1f}% | {h['forget']['top1']:10.1f}% "
-                         f"{h['retain']['top1']:10.1f}% | {h['forget']['perplexity']:10.2f} "
-                         f"{h['retain']['perplexity']:10.2f}")
-        for method in self.masks:
-            s = self.selectivity(method)
-            lines.append(f"selectivity ({method}): {s['selectivity']:.1f} at step {s['step']} "
-                         f"(forget drop {s['forget_drop']:.1f}%, retain drop {s['retain_drop']:.1f}%)")
-        lines += [f"{name} corpus {getattr(self.config, name)}: {note}"
-                  for name, notes in self.corpus_notes.items() for note in notes]
-        return "\n".join(lines)
+        return summary_text(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The history as a pandas DataFrame, one row per step and method, with drops and selectivity
+        (columns: :func:`~circuitcut.pruning_report.step_rows`)."""
+        return steps_frame(self.history)
 
     @classmethod
     def load(cls, out_dir: str | Path, model: TransformerBridge | None = None) -> PruningResult:
@@ -228,11 +225,6 @@ class PruningResult:
         importances = load_file(out / "importance.safetensors") if (out / "importance.safetensors").exists() else {}
         notes = read_json(out / "corpora.json") if (out / "corpora.json").exists() else {}
         return cls(PruningConfig.from_dict(read_json(out / "config.json")), history, masks, importances, notes)
-
-
-def drop(before: float, after: float) -> float:
-    """Relative drop in percent of the original value (METRICS.md)."""
-    return (before - after) / before * 100 if before else 0.0
 
 
 class _Run:
@@ -264,8 +256,8 @@ class _Run:
                 self.masks[method] = NeuronMask.load(self._mask_path(method, last), self.model)
         else:
             distributed.barrier()  # every rank has seen the folder empty before rank 0 writes
-            if self.write:
-                write_json(out / "config.json", settings)
+        if self.write:  # a resume too, which adds its provenance to the first start's
+            write_config(out / "config.json", settings)
 
     def _mask_path(self, method: str, step: int) -> Path:
         return self.out / "steps" / f"{method}_{step:03d}.safetensors"

@@ -146,3 +146,32 @@ def test_resume_refuses_another_model_or_setting_and_names_what_differs(tiny_mod
 
     write_json(tmp_path / "run" / "config.json", {k: v for k, v in saved.items() if k not in ("dtype", "window_prefix")})
     prune(tiny_model, config, data=data, out_dir=tmp_path / "run", resume=True, progress=False)
+
+
+def test_a_run_folder_records_its_provenance_and_a_resume_adds_its_own(tiny_model, data, tmp_path):
+    """The date or code of a resume differs from the first start's: that must not refuse it, while a changed
+    setting still is; a folder written before provenance was recorded still loads and resumes."""
+    from importlib import metadata
+
+    from circuitcut.runs import PROVENANCE, read_json, write_json
+
+    config = PruningConfig(forget="f", retain="r", steps=1, frac=0.05, tokens=128, window=16, baseline=False)
+    prune(tiny_model, config, data=data, out_dir=tmp_path, progress=False)
+    saved = read_json(tmp_path / "config.json")
+    (first,) = saved[PROVENANCE]
+    assert first["circuitcut"] == metadata.version("circuitcut")
+    assert {"git_commit", "torch", "transformers", "date", "command"} <= set(first)
+
+    first |= {"date": "2020-01-01T00:00:00+00:00", "git_commit": "0" * 40, "circuitcut": "0.0.1"}
+    write_json(tmp_path / "config.json", saved)
+    prune(tiny_model, config, data=data, out_dir=tmp_path, resume=True, progress=False)
+    starts = read_json(tmp_path / "config.json")[PROVENANCE]
+    assert len(starts) == 2 and starts[0] == first and starts[1]["date"] > first["date"]
+    bigger = PruningConfig(forget="f", retain="r", steps=1, frac=0.1, tokens=128, window=16, baseline=False)
+    with pytest.raises(ValueError, match=r"other settings \(frac: saved 0.05, asked 0.1\): "):
+        prune(tiny_model, bigger, data=data, out_dir=tmp_path, resume=True, progress=False)
+
+    write_json(tmp_path / "config.json", {k: v for k, v in saved.items() if k != PROVENANCE})
+    assert PruningResult.load(tmp_path).config == config
+    prune(tiny_model, config, data=data, out_dir=tmp_path, resume=True, progress=False)
+    assert len(read_json(tmp_path / "config.json")[PROVENANCE]) == 1

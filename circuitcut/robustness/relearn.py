@@ -19,6 +19,7 @@ command started again with the same settings resumes with the next curve.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,7 +34,7 @@ from circuitcut.robustness.family import FamilyConfig, family_facts, generalisat
 from circuitcut.robustness.probe import probe
 from circuitcut.robustness.removal import HOLDS, Hold, Removal
 from circuitcut.robustness.source import PruneRun, SubnetRun, open_run
-from circuitcut.runs import config_from_dict, read_json, write_json
+from circuitcut.runs import config_from_dict, provenance, read_json, write_config
 
 RESULT = "relearn.json"
 Trainable = Literal["all", "mlp"]
@@ -203,11 +204,12 @@ class RelearnResult:
                          f"{curve[0]['retain'][m]:12.2f} {curve[-1]['retain'][m]:10.2f}  {told}")
         return "\n".join(lines)
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, start: Mapping | None = None) -> Path:
+        """Write relearn.json with the provenance of ``start`` (the run's start; by default this save's)."""
         path = Path(folder) / RESULT
-        write_json(path, {"config": self.config.to_dict(), "run": self.run, "metric": self.metric,
-                          "curves": self.curves, "seconds": self.seconds, "recovery": self.recovery(),
-                          "generalisation": self.generalisation, "probe": self.probe})
+        write_config(path, {"config": self.config.to_dict(), "run": self.run, "metric": self.metric,
+                            "curves": self.curves, "seconds": self.seconds, "recovery": self.recovery(),
+                            "generalisation": self.generalisation, "probe": self.probe}, start)
         return path
 
     @classmethod
@@ -247,13 +249,14 @@ def relearn(
     finished = not todo and (isinstance(run, PruneRun) or result.generalisation is not None)
     if finished and task is None:
         return result  # read back: nothing to score or fine-tune again
+    run_start = provenance()  # the several saves below record this start once
     task = task or build_task(model, run, config)
     task.check()
     result.metric = task.metric
     if task.family and result.generalisation is None:
         result.generalisation = generalisation(model, run, config.facts, task.family)
         result.probe = probe(model, run, task.family, random_seeds=config.facts.random_seeds, seed=config.seed)
-        result.save(run.folder)
+        result.save(run.folder, run_start)
     bar = tqdm(total=len(removals) * config.steps, initial=(len(removals) - len(todo)) * config.steps,
                desc="relearn", disable=not progress)
     snapshot = [p.detach().clone() for p in model.parameters()]
@@ -264,7 +267,7 @@ def relearn(
             start = time.perf_counter()
             result.curves[removal.name] = _curve(model, removal, task, config, bar)
             result.seconds[removal.name] = time.perf_counter() - start
-            result.save(run.folder)
+            result.save(run.folder, run_start)
             _restore(model, snapshot)
     finally:
         _restore(model, snapshot)

@@ -1,5 +1,6 @@
-"""Subnetwork results as text: one run's table (:func:`format_report`), a markdown table of many runs and their
-seed overlaps.
+"""Subnetwork results as tables: one run's, as text (:func:`format_report`) or a pandas DataFrame
+(:func:`report_frame`) from the same rows (:func:`report_rows`); a markdown table of many runs and their seed
+overlaps.
 
 Every figure is whole-tail dPPL unless labelled ``1st`` (the first tail token's); "never seen" control
 facts were used neither in training nor by the selection rule.
@@ -10,10 +11,45 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 from circuitcut.evaluate import sparsity_text
 from circuitcut.overlap import chance_jaccard
-from circuitcut.subnetwork.run import SubnetworkResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    # run.py builds its frame here: importing the result class at run time would be circular
+    from circuitcut.subnetwork.run import SubnetworkResult
+
+
+def report_rows(metrics: dict) -> list[dict]:
+    """One row per evaluated dataset of a run's metrics: ``dataset``, ``n``; perplexity of the original and the
+    remaining model; ``dppl`` (whole tail) of the learned mask and the random masks' mean and sd over seeds
+    (``dppl_random_mean``, ``dppl_random_std``; NaN without random masks); ``dppl_first`` (the first tail
+    token's, a KG dataset only); top-10 in percent of the original, the remaining model and the random masks
+    (mean over seeds)."""
+    nan = {"mean": float("nan"), "std": float("nan")}
+    seeds = metrics["random"]["per_seed"]
+    rows = []
+    for name, before in metrics["original"].items():
+        after, change = metrics["remaining"][name], metrics["change"][name]
+        rand = metrics["random"]["change"].get(name, {}).get("dppl", nan)
+        rows.append({
+            "dataset": name, "n": before["n"], "ppl_original": before["ppl"], "ppl_remaining": after["ppl"],
+            "dppl": change["dppl"], "dppl_random_mean": rand["mean"], "dppl_random_std": rand["std"],
+            **({"dppl_first": change["dppl_first"]} if "dppl_first" in change else {}),
+            "top10_original": before["top10"], "top10_remaining": after["top10"],
+            "top10_random": statistics.fmean(r[name]["top10"] for r in seeds) if seeds else float("nan"),
+        })
+    return rows
+
+
+def report_frame(metrics: dict) -> pd.DataFrame:
+    """:func:`report_rows` as a pandas DataFrame: :func:`format_report`'s table, one row per dataset."""
+    import pandas as pd  # here, so that importing circuitcut does not import pandas
+
+    return pd.DataFrame(report_rows(metrics))
 
 
 def format_report(metrics: dict) -> str:
@@ -21,22 +57,17 @@ def format_report(metrics: dict) -> str:
 
     dPPL is over the whole tail; ``dPPL 1st`` is the first tail token's (secondary); top-10 in percent.
     """
-    nan = {"mean": float("nan"), "std": float("nan")}
-    seeds = metrics["random"]["per_seed"]
     lines = [
         f"target {metrics.get('target', '?')} on {metrics['model']}: sparsity {sparsity_text(metrics['sparsity'])} % "
         f"({metrics['size']['n_subnetwork']:,} of {metrics['size']['n_units']:,} {metrics['size']['granularity']} units in the subnetwork)",
         f"{'dataset':22s} {'n':>5s} {'PPL orig':>9s} {'PPL rem':>10s} {'dPPL %':>10s} {'random dPPL %':>20s} "
         f"{'dPPL 1st %':>10s} {'top10 orig':>10s} {'top10 rem':>9s} {'top10 rand':>10s}",
     ]
-    for name, before in metrics["original"].items():
-        after, change = metrics["remaining"][name], metrics["change"][name]
-        rand = metrics["random"]["change"].get(name, {}).get("dppl", nan)
-        rand_top10 = statistics.fmean(r[name]["top10"] for r in seeds) if seeds else float("nan")
-        first = change.get("dppl_first", float("nan"))
+    for r in report_rows(metrics):
         lines.append(
-            f"{name:22s} {before['n']:5d} {before['ppl']:9.2f} {after['ppl']:10.2f} {change['dppl']:+10.1f} "
-            f"{rand['mean']:+11.1f} ± {rand['std']:6.1f} {first:+10.1f} {before['top10']:10.1f} {after['top10']:9.1f} {rand_top10:10.1f}"
+            f"{r['dataset']:22s} {r['n']:5d} {r['ppl_original']:9.2f} {r['ppl_remaining']:10.2f} {r['dppl']:+10.1f} "
+            f"{r['dppl_random_mean']:+11.1f} ± {r['dppl_random_std']:6.1f} {r.get('dppl_first', float('nan')):+10.1f} "
+            f"{r['top10_original']:10.1f} {r['top10_remaining']:9.1f} {r['top10_random']:10.1f}"
         )
     sel = metrics.get("selection")
     if sel and sel["validated"]:

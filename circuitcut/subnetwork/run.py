@@ -1,27 +1,33 @@
 """One call finds a subnetwork: data, training, the selection rule's mask, evaluation, a run folder.
 
-A run folder holds ``config.json``, ``facts.json``, ``kg.pt`` (the scored facts, reused by runs
-with the same KG settings), ``checkpoint.pt`` while training, and at the end ``mask.safetensors``
-and ``metrics.json`` (written last: a folder with it holds a finished run).
+A run folder holds ``config.json`` (with the provenance of each start), ``facts.json``, ``kg.pt`` (the
+scored facts, reused by runs with the same KG settings), ``checkpoint.pt`` while training, and at the end
+``mask.safetensors`` and ``metrics.json`` (written last: a folder with it holds a finished run).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.runs import atomic_path, read_json, write_json
+from circuitcut.runs import atomic_path, provenance, read_json, write_config, write_json
 from circuitcut.sites import ModelShape
 from circuitcut.special_tokens import window_prefix
 from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config, saved_config
 from circuitcut.subnetwork.data import SubnetworkData, build_data, build_kg
 from circuitcut.subnetwork.evaluation import evaluate_subnetwork
 from circuitcut.subnetwork.mask import SubnetworkMask
+from circuitcut.subnetwork.report import report_frame
 from circuitcut.subnetwork.trainer import SubnetworkTrainer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHECKPOINT = "checkpoint.pt"
 KG_DATA = "kg.pt"
@@ -36,10 +42,14 @@ class SubnetworkResult:
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
 
-    def save(self, folder: str | Path) -> Path:
-        """Write config.json, mask.safetensors and metrics.json (history included), each atomically."""
+    def save(self, folder: str | Path, start: Mapping | None = None) -> Path:
+        """Write config.json, mask.safetensors and metrics.json (history included), each atomically.
+
+        ``start``: the provenance of the run's start, when it wrote config.json already (see
+        :func:`~circuitcut.runs.write_config`); by default this save's own is recorded.
+        """
         folder = Path(folder)
-        write_json(folder / "config.json", self.config.to_dict())
+        write_config(folder / "config.json", self.config.to_dict(), start)
         self.mask.save(folder / "mask.safetensors", {"target": self.config.target})
         write_json(folder / "metrics.json", {**self.metrics, "history": self.history})
         return folder
@@ -53,6 +63,11 @@ class SubnetworkResult:
         metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
         history = metrics.pop("history", [])
         return cls(saved_config(folder), SubnetworkMask.load(folder / "mask.safetensors", model), history, metrics)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The report's table as a pandas DataFrame, one row per dataset
+        (columns: :func:`~circuitcut.subnetwork.report.report_rows`)."""
+        return report_frame(self.metrics)
 
 
 def find_subnetwork(
@@ -78,6 +93,7 @@ def find_subnetwork(
     config = config or SubnetworkConfig()
     started = time.perf_counter()
     folder = Path(out_dir) if out_dir is not None else None
+    start = provenance() if folder is not None else None  # recorded once, by both writes of config.json
     if folder is not None:
         check_same_config(saved_config(folder), config, folder)
         if data is None and (folder / "metrics.json").exists():  # metrics.json is written last
@@ -87,7 +103,7 @@ def find_subnetwork(
     data.check()
     prepared = time.perf_counter()
     if folder is not None:
-        write_json(folder / "config.json", config.to_dict())
+        write_config(folder / "config.json", config.to_dict(), start)
         write_json(folder / "facts.json", data.facts)
     trainer = SubnetworkTrainer(model, config, data, folder / CHECKPOINT if folder is not None else None)
     trainer.train(progress=progress)
@@ -105,7 +121,7 @@ def find_subnetwork(
     }
     result = SubnetworkResult(config, mask, trainer.history, metrics)
     if folder is not None:
-        result.save(folder)
+        result.save(folder, start)
     return result
 
 

@@ -163,6 +163,7 @@ def test_relearn_a_pruning_run_saves_three_curves_restores_the_model_and_resumes
     assert result.curves["selective"][0]["forget"] != result.curves["original"][0]["forget"]
     saved = json.loads((prune_run / "relearn.json").read_text())
     assert set(saved["recovery"]) == {"selective", "random"}
+    assert len(saved["provenance"]) == 1 and "date" in saved["provenance"][0]  # three saves of one start
     # Started again with the same settings, nothing is fine-tuned; other settings are refused.
     module = importlib.import_module("circuitcut.robustness.relearn")  # the package re-exports a function of that name
     monkeypatch.setattr(module, "_curve", lambda *a: pytest.fail("a finished curve was fine-tuned again"))

@@ -34,6 +34,9 @@ def test_find_subnetwork_saves_and_loads(tiny_model, tmp_path):
     assert m["selection"]["chosen_step"] in (2, 4) and len(m["selection"]["validations"]) == 2
     report = format_report(m)
     assert "target_paraphrase" in report and "validation rule" in report
+    frame = result.to_frame()
+    assert list(frame["dataset"]) == list(m["original"])
+    assert list(frame["dppl"]) == [m["change"][name]["dppl"] for name in m["original"]]
 
     loaded = SubnetworkResult.load(tmp_path / "run", tiny_model)
     assert loaded.config == config and loaded.history == result.history
@@ -45,8 +48,27 @@ def test_find_subnetwork_saves_and_loads(tiny_model, tmp_path):
     # started again on a finished run folder: resumes at the last step, trains nothing, same result
     again = find_subnetwork(tiny_model, config, tmp_path / "run", progress=False, data=tiny_data(tiny_model))
     assert again.history == result.history and all(torch.equal(again.mask.subnetwork[n], v) for n, v in result.mask.subnetwork.items())
-    with pytest.raises(ValueError, match=r"another config \(steps: saved 4, asked 5\)"):
+    with pytest.raises(ValueError, match=r"another config \(steps: saved 4, asked 5\);"):
         find_subnetwork(tiny_model, tiny_config(steps=5), tmp_path / "run", progress=False, data=tiny_data(tiny_model))
+
+
+def test_a_run_folder_records_its_provenance_and_a_resume_adds_its_own(tiny_model, tmp_path):
+    """config.json is written at the start and again at the end: one start; a resume (here with an edited date
+    and commit, as after an upgrade) is not refused and adds its own; a folder without provenance still loads."""
+    from circuitcut.runs import PROVENANCE, read_json, write_json
+
+    config = tiny_config(steps=2, validate_every=2, random_seeds=1)
+    find_subnetwork(tiny_model, config, tmp_path, progress=False, data=tiny_data(tiny_model))
+    saved = read_json(tmp_path / "config.json")
+    (first,) = saved[PROVENANCE]
+    assert {"circuitcut", "git_commit", "torch", "transformers", "date", "command"} <= set(first)
+    first |= {"date": "2020-01-01T00:00:00+00:00", "git_commit": "0" * 40}
+    write_json(tmp_path / "config.json", saved)
+    find_subnetwork(tiny_model, config, tmp_path, progress=False, data=tiny_data(tiny_model))
+    starts = read_json(tmp_path / "config.json")[PROVENANCE]
+    assert len(starts) == 2 and starts[0] == first
+    write_json(tmp_path / "config.json", {k: v for k, v in saved.items() if k != PROVENANCE})
+    assert SubnetworkResult.load(tmp_path, tiny_model).config == config
 
 
 def _known(pairs, template="isa_kind"):
