@@ -151,7 +151,7 @@ def cmd_figures(args) -> None:
     check_out_folder(args.out)
     runs = dict(item.split("=", 1) for item in args.subnetwork_run) or None
     make_figures(args.out, args.budget, runs_dir=args.runs_dir, pruning_run=args.pruning_run,
-                 subnetwork_runs=runs, png=not args.no_png)
+                 subnetwork_runs=runs, png=not args.no_png, only=[n for n in args.only.split(",") if n])
 
 
 def cmd_relearn(args) -> None:
@@ -294,6 +294,8 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--subnetwork-run", action="append", default=[], metavar="LABEL=FOLDER",
                    help="a finished subnetwork result folder; repeat for overlaps (the first is shown in detail)")
     p.add_argument("--no-png", action="store_true", help="HTML only (PNG export needs chromium)")
+    p.add_argument("--only", default="", metavar="NAME,...",
+                   help="redraw only these figures (e.g. importance_scatter), keeping the others' captions")
     _threads_arg(p)
     _name_metavars(parser)
     return parser

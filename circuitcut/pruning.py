@@ -196,7 +196,7 @@ class PruningResult:
         return [h for h in self.history if h["method"] in ("original", method)]
 
     def selectivity(self, method: Method, metric: str = "top1") -> dict:
-        """``max over steps of (forget drop - retain drop)`` in relative percent (METRICS.md)."""
+        """``max over steps of (forget drop - retain drop)`` in relative percent (docs/metrics.md)."""
         base, *rest = self.steps(method)
         best = {"selectivity": 0.0, "step": 0, "fraction": 0.0, "forget_drop": 0.0, "retain_drop": 0.0}
         for h in rest:

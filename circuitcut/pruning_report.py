@@ -15,7 +15,7 @@ DROPS = ("top1", "top10")
 
 
 def drop(before: float, after: float) -> float:
-    """Relative drop in percent of the original value (METRICS.md)."""
+    """Relative drop in percent of the original value (docs/metrics.md)."""
     return (before - after) / before * 100 if before else 0.0
 
 

@@ -31,7 +31,7 @@ def pruning_curves(result: PruningResult, metric: str = "top1", title: str | Non
     """Forget and retain accuracy (left) and perplexity (right) against percent pruned.
 
     Selective pruning solid, random pruning dashed; stars mark the step of maximal
-    ``forget drop - retain drop`` (the run's selectivity, METRICS.md).
+    ``forget drop - retain drop`` (the run's selectivity, docs/metrics.md).
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
                         subplot_titles=(METRIC_LABELS.get(metric, metric), "perplexity (log scale)"))
