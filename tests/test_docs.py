@@ -88,3 +88,10 @@ def test_demo_prints_readme_numbers(tmp_path, capsys):
     assert f"{stated['selective']:.1f}" in capsys.readouterr().out
     html = (tmp_path / "demo" / "pruning_curves.html").read_text()
     assert "cdn.plot.ly" not in html, "the demo's plots must open offline"
+
+
+def test_committed_figures_open_offline():
+    pages = sorted((ROOT / "figures").glob("*.html"))
+    assert pages and (ROOT / "figures" / "plotly.min.js").exists()
+    online = [p.name for p in pages if re.search(r"https?://", p.read_text())]
+    assert not online, f"these figures load something from the network: {online}"
