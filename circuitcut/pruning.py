@@ -29,7 +29,7 @@ from circuitcut import distributed
 from circuitcut.data.corpora import corpus_notes, corpus_windows
 from circuitcut.evaluate import TokenMetrics, evaluate_tokens
 from circuitcut.masks import NeuronMask
-from circuitcut.pruning_report import drop, drops, steps_frame, summary_text  # noqa: F401 (drop: still importable here)
+from circuitcut.pruning_report import drops, steps_frame, summary_text
 from circuitcut.runs import (atomic_path, check_out_folder, check_same_settings, config_from_dict, read_json,
                              write_config, write_json)
 from circuitcut.sites import ModelShape, SiteKind, check_kinds

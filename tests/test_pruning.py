@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from circuitcut.masks import NeuronMask
-from circuitcut.pruning import PruningConfig, PruningData, PruningResult, drop, prune, top_unpruned
+from circuitcut.pruning import PruningConfig, PruningData, PruningResult, prune, top_unpruned
+from circuitcut.pruning_report import drop
 from pruning_helpers import plant_forget_neuron, planted_data
 
 

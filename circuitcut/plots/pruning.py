@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from circuitcut.plots._common import FORGET, PALETTE, RETAIN, finish, log_axis
-from circuitcut.pruning import PruningResult, drop
+from circuitcut.pruning import PruningResult
+from circuitcut.pruning_report import drop
 
 METRIC_LABELS = {
     "top1": "top-1 accuracy (%)", "top10": "top-10 accuracy (%)",

@@ -93,11 +93,12 @@ def find_subnetwork(
     config = config or SubnetworkConfig()
     started = time.perf_counter()
     folder = Path(out_dir) if out_dir is not None else None
-    start = provenance() if folder is not None else None  # recorded once, by both writes of config.json
     if folder is not None:
         check_same_config(saved_config(folder), config, folder)
         if data is None and (folder / "metrics.json").exists():  # metrics.json is written last
             return SubnetworkResult.load(folder, model)
+    # taken once a run really starts (a finished one only loads), and recorded once by both writes of config.json
+    start = provenance() if folder is not None else None
     if data is None:
         data = run_data(model, config, folder)
     data.check()

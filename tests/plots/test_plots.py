@@ -19,7 +19,8 @@ from circuitcut.plots import (
 )
 from circuitcut.overlap import as_units
 from circuitcut.plots.subnetworks import DATASET_LABELS
-from circuitcut.pruning import PruningConfig, PruningResult, drop
+from circuitcut.pruning import PruningConfig, PruningResult
+from circuitcut.pruning_report import drop
 from circuitcut.sites import ModelShape, hook_name
 from circuitcut.subnetwork.mask import SubnetworkMask
 
