@@ -128,13 +128,16 @@ def config_from_dict(cls, data: Mapping, recorded: tuple[str, ...] = ()):
 
     Keys in ``recorded`` (what a run folder records beside the config, such as the model) and the
     :data:`PROVENANCE` are dropped; any other key the class lacks is refused by name, so a misspelt
-    field never passes unnoticed.
+    field never passes unnoticed. A field added after runs were saved may name, as ``metadata["legacy"]``,
+    the value that reproduces how those runs behaved; a saved dict without the field reads as that value
+    (so resuming such a run with the new default is refused, naming the field).
     """
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known - set(recorded) - {PROVENANCE}
     if unknown:
         raise ValueError(f"Unknown {cls.__name__} fields: {sorted(unknown)}. Known fields: {', '.join(sorted(known))}.")
-    return cls(**{k: v for k, v in data.items() if k in known})
+    legacy = {f.name: f.metadata["legacy"] for f in fields(cls) if "legacy" in f.metadata and f.name not in data}
+    return cls(**{**legacy, **{k: v for k, v in data.items() if k in known}})
 
 
 def check_out_folder(path: str | Path, *, holds: str = "config.json", resume: bool | None = None) -> Path:

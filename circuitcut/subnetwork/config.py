@@ -41,10 +41,17 @@ FLAG_GROUPS: dict[str, str] = {
 """The groups ``circuitcut subnet --help`` lists its flags in, in this order; each field names its own."""
 
 
-def _in(group: str, default: Any, metavar: str | None = None) -> Any:
+_NONE = object()
+
+
+def _in(group: str, default: Any, metavar: str | None = None, legacy: Any = _NONE) -> Any:
     """A field whose ``circuitcut subnet`` flag is listed under ``group`` (a key of :data:`FLAG_GROUPS`);
-    ``metavar`` replaces the one its type gives (``config_args``)."""
-    return field(default=default, metadata={"group": group, "metavar": metavar})
+    ``metavar`` replaces the one its type gives (``config_args``); ``legacy``, for a field added after
+    runs were saved, is the value that reproduces them (:func:`~circuitcut.runs.config_from_dict`)."""
+    metadata = {"group": group, "metavar": metavar}
+    if legacy is not _NONE:
+        metadata["legacy"] = legacy
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -211,6 +218,15 @@ class SubnetworkConfig:
     The sparsest validated mask that keeps all three bounds wins; if none does, the one that breaks them
     least (see selection.py)."""
 
+    early_stop: int | None = _in("selection", 2, "N|none", legacy=None)
+    """End training once the rule has held at this many validations in a row and the mask has settled; ``None``: never.
+
+    Settled: at each of those validations after the first, at most ``early_stop_change`` of the
+    mask's units entered or left it since the validation before. The schedules are fractions of
+    ``steps``, so a run that stops early has taken the first part of the same run."""
+    early_stop_change: float = _in("selection", 0.1, "FRACTION", legacy=0.1)
+    """Fraction of the mask's units that may change between validations and still count as settled."""
+
     random_seeds: int = _in("run", 3)
     """Random masks of the same size per site for the baseline."""
     seed: int = _in("run", 0)
@@ -223,6 +239,12 @@ class SubnetworkConfig:
     """Steps between atomic checkpoints (resumable) when the run has a folder."""
     log_every: int = _in("run", 10)
     """Steps between history records."""
+    prefix_cache_mb: float = _in("run", 1024.0, "MB", legacy=0.0)
+    """Memory for the residual streams entering the first masked layer, computed once; 0: the whole model every forward.
+
+    Below the first masked layer every forward is the original model on the same sequences, so
+    :class:`~circuitcut.subnetwork.prefix.FrozenPrefix` runs those blocks once; the logits are the
+    same. Left off when the run's sequences would need more, or when layer 0 is masked."""
 
     def __post_init__(self) -> None:
         _choice("granularity", self.granularity, GRANULARITIES)
@@ -253,13 +275,17 @@ class SubnetworkConfig:
         for name in nonnegative:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.early_stop is not None and self.early_stop < 1:
+            raise ValueError(f"early_stop must be >= 1 validation (or None: run every step), got {self.early_stop}.")
+        if self.prefix_cache_mb < 0:
+            raise ValueError(f"prefix_cache_mb must be >= 0 (0: no prefix cache), got {self.prefix_cache_mb}.")
         if self.suppress_rank is not None and self.suppress_rank < 1:
             raise ValueError(f"suppress_rank must be >= 1 (or None: always push), got {self.suppress_rank}.")
         if self.n_target is not None and self.n_target < self.min_target:
             raise ValueError(f"n_target ({self.n_target}) is below min_target ({self.min_target}).")
-        for name in ("warmup", "noise_decay"):
+        for name in ("warmup", "noise_decay", "early_stop_change"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} is a fraction of steps in [0, 1], got {getattr(self, name)}.")
+                raise ValueError(f"{name} is a fraction in [0, 1], got {getattr(self, name)}.")
         if not 0 < self.init_p < 1:
             raise ValueError(f"init_p is a probability in (0, 1), got {self.init_p}.")
         if self.lm_pool_tokens < self.window * self.lm_batch:

@@ -46,6 +46,13 @@ class SubnetworkData:
     val_lm: Int[Tensor, "n_windows window"] | None = None
     facts: dict[str, list[str]] = field(default_factory=dict)
 
+    def sequences(self) -> list[Int[Tensor, "n pos"]]:
+        """Every token tensor a run feeds the model: fact rows without their last column (which predicts
+        nothing, see :func:`~circuitcut.subnetwork.objective.kg_logits`) and text windows."""
+        facts = [self.target, self.control, *self.val_kg.values(), *self.eval_kg.values()]
+        windows = [t for t in (self.lm, self.val_lm, self.eval_lm) if t is not None]
+        return [b.tokens[:, :-1] for b in facts if len(b)] + windows
+
     def check(self) -> None:
         """Refuse data a run cannot learn from: no target or control facts, or facts in both."""
         if len(self.target) == 0:

@@ -110,15 +110,18 @@ def find_subnetwork(
     trainer.train(progress=progress)
     trained = time.perf_counter()
     mask = SubnetworkMask(ModelShape.of(model), config.granularity, trainer.final_mask())
-    metrics = evaluate_subnetwork(model, mask, data, random_seeds=config.random_seeds)
+    prefix = trainer.frozen_prefix()
+    with prefix.active():
+        metrics = evaluate_subnetwork(model, mask, data, random_seeds=config.random_seeds)
     metrics["target"] = config.target
-    metrics["selection"] = trainer.selector.summary()
+    metrics["selection"] = {**trainer.selector.summary(), "steps_run": trainer.step, "stopped_early": trainer.stopped}
+    metrics["prefix"] = {"layer": prefix.layer, "used": prefix.enabled, "megabytes": prefix.megabytes}
     metrics["n_facts"] = {name: len(batch) for name, batch in data.eval_kg.items()}
     metrics["seconds"] = {
         "data": prepared - started,
         "train": trainer.seconds,  # every start of a resumed run
         "evaluate": time.perf_counter() - trained,
-        "per_step": trainer.seconds / max(config.steps, 1),
+        "per_step": trainer.seconds / max(trainer.step, 1),
     }
     result = SubnetworkResult(config, mask, trainer.history, metrics)
     if folder is not None:

@@ -37,6 +37,10 @@ class Validation:
     lm_dppl: float
     excess: float
     """Sum of the amounts by which the three figures break their bounds (0: the rule holds)."""
+    size: int = 0
+    """Units in the mask."""
+    changed: int | None = None
+    """Units that entered or left the mask since the previous validation (``None`` at the first)."""
 
     def better_than(self, other: Validation | None) -> bool:
         if other is None:
@@ -53,6 +57,8 @@ class Selector:
         self.best: Validation | None = None
         self.best_mask: dict[str, Bool[Tensor, "..."]] | None = None
         self._original: dict | None = None
+        self._last: dict[str, Bool[Tensor, "..."]] | None = None
+        """The mask of the previous validation (what ``changed`` counts against)."""
         self._known: Bool[Tensor, " rows"] | None = None
         """Validation target rows whose tail the original model ranks in its top 10 (the rows counted)."""
 
@@ -89,11 +95,21 @@ class Selector:
                   + max(0.0, lm - c.max_lm_dppl))
         n_in = sum(int(m.sum()) for m in subnetwork.values())
         n_units = sum(m.numel() for m in subnetwork.values())
-        record = Validation(step, 100 * (1 - n_in / n_units), now["target_top10"], control, lm, excess)
+        changed = None if self._last is None else sum(int((self._last[n] != m).sum()) for n, m in subnetwork.items())
+        self._last = {n: m.detach().clone() for n, m in subnetwork.items()}
+        record = Validation(step, 100 * (1 - n_in / n_units), now["target_top10"], control, lm, excess, n_in, changed)
         self.records.append(record)
         if record.better_than(self.best):
             self.best, self.best_mask = record, {n: m.detach().cpu().clone() for n, m in subnetwork.items()}
         return record
+
+    def settled(self, validations: int, change: float) -> bool:
+        """Whether the rule held at the last ``validations`` validations and, at each after the first of
+        them, at most ``change`` of the mask's units entered or left it (the early stop)."""
+        last = self.records[-validations:]
+        if len(last) < validations or any(r.excess > 0 for r in last):
+            return False
+        return all(r.changed is not None and r.changed <= change * max(r.size, 1) for r in last[1:])
 
     def summary(self) -> dict:
         """What metrics.json says about the choice: the rule's bounds, every validation, the one chosen."""
@@ -110,9 +126,10 @@ class Selector:
 
     def state_dict(self) -> dict:
         return {"records": [asdict(r) for r in self.records], "best": asdict(self.best) if self.best else None,
-                "best_mask": self.best_mask, "original": self._original, "known": self._known}
+                "best_mask": self.best_mask, "original": self._original, "known": self._known, "last": self._last}
 
     def load_state_dict(self, state: dict) -> None:
         self.records = [Validation(**r) for r in state["records"]]
         self.best = Validation(**state["best"]) if state["best"] else None
         self.best_mask, self._original, self._known = state["best_mask"], state["original"], state["known"]
+        self._last = state.get("last")  # checkpoints written before early stopping hold none

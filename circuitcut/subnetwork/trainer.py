@@ -23,12 +23,14 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut import distributed
 from circuitcut.evaluate import percent, sparsity_text
 from circuitcut.runs import atomic_path
+from circuitcut.sites import ModelShape
 from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config
 from circuitcut.subnetwork.data import SubnetworkData
 from circuitcut.subnetwork.diagnostics import Push, diagnose
 from circuitcut.subnetwork.mask import Remover, remover
 from circuitcut.subnetwork.objective import Reference, kg_logits, kl_to_reference, reference, suppression, tail_rank, topk_kl
 from circuitcut.subnetwork.parametrize import MaskScores
+from circuitcut.subnetwork.prefix import FrozenPrefix
 from circuitcut.subnetwork.schedules import learning_rate, noise_scale, sparsity_weight
 from circuitcut.subnetwork.selection import Selector
 
@@ -69,13 +71,19 @@ class SubnetworkTrainer:
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self._previous: dict[str, Bool[Tensor, "..."]] | None = None
         self.push = Push()
+        self.stopped = False
+        """Whether the early stop ended training (the rule held and the mask settled); saved in checkpoints."""
+        self._prefix: FrozenPrefix | None = None
         if self.checkpoint is not None and self.checkpoint.exists():
             self._resume()
 
     def train(self, *, progress: bool = True, on_step: Callable[[int, dict], None] | None = None) -> None:
         """Run the remaining steps; ``on_step(step, record)`` after each (live plots in notebooks)."""
         c = self.config
-        with frozen(self.model):
+        if self.stopped:
+            return
+        prefix = self.frozen_prefix()
+        with frozen(self.model), prefix.active():
             self.selector.measure_original()
             ref = reference(self.model, self.data.control, self.data.lm, top_k=c.lm_top_k)
             keep0 = {name: torch.ones_like(s) for name, s in self.scores.items()}
@@ -94,12 +102,24 @@ class SubnetworkTrainer:
                         bar.set_postfix(loss=f"{record['loss']:.3g}", sparsity=f"{sparsity_text(record['sparsity'])}%")
                     if self.selector.enabled and ((step + 1) % c.validate_every == 0 or last):
                         self.selector.validate(step + 1, self.scores.hard(), masker)
+                        self.stopped = c.early_stop is not None and self.selector.settled(c.early_stop, c.early_stop_change)
                     self.step = step + 1
                     self.seconds += time.perf_counter() - started
-                    if self.checkpoint is not None and ((step + 1) % c.checkpoint_every == 0 or last):
+                    if self.checkpoint is not None and ((step + 1) % c.checkpoint_every == 0 or last or self.stopped):
                         self._save()
                     if on_step is not None:
                         on_step(step, record)
+                    if self.stopped:
+                        bar.close()
+                        break
+
+    def frozen_prefix(self) -> FrozenPrefix:
+        """The residual streams entering the first masked layer for every sequence of the run's data
+        (computed on first use; the final evaluation reuses them)."""
+        if self._prefix is None:
+            first = min(self.config.resolved_layers(ModelShape.of(self.model)))
+            self._prefix = FrozenPrefix.of(self.model, first, self.data.sequences(), budget_mb=self.config.prefix_cache_mb)
+        return self._prefix
 
     def final_mask(self) -> dict[str, Bool[Tensor, "..."]]:
         """The mask the selection rule chose (the last evaluation mask if nothing was validated)."""
@@ -180,6 +200,7 @@ class SubnetworkTrainer:
             "previous": self._previous,
             "push": self.push.state_dict(),
             "selection": self.selector.state_dict(),
+            "stopped": self.stopped,
         }
         with atomic_path(self.checkpoint) as tmp:
             torch.save(state, tmp)
@@ -194,3 +215,4 @@ class SubnetworkTrainer:
         self.seconds = state.get("seconds", 0.0)  # checkpoints written before it was kept hold none
         self.push.load_state_dict(state["push"])
         self.selector.load_state_dict(state["selection"])
+        self.stopped = state.get("stopped", False)
