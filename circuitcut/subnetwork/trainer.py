@@ -61,7 +61,8 @@ class SubnetworkTrainer:
         self.model, self.config, self.data = model, config, data
         self.device = next(model.parameters()).device
         self.scores = MaskScores(config.sites(model), config.init_p).to(self.device)
-        self.optimizer = torch.optim.Adam(self.scores.parameters(), lr=config.lr)
+        # one score tensor at a time: the multi-tensor (foreach) step holds temporaries as large as all scores
+        self.optimizer = torch.optim.Adam(self.scores.parameters(), lr=config.peak_lr, foreach=False)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.selector = Selector(model, data, config)
         self.history: list[dict] = []
@@ -92,12 +93,12 @@ class SubnetworkTrainer:
             with remover(self.model, c.granularity, keep0) as masker:
                 for step in bar:
                     started = time.perf_counter()
-                    masks, record = self._train_step(step, ref, masker)
+                    sampled, record = self._train_step(step, ref, masker)
                     last = step == c.steps - 1
                     if step % c.log_every == 0 or last:
                         diagnostics, self._previous = diagnose(
                             self.scores, self.optimizer, self.push, weight=record["sparsity_weight"], mode=c.sparsity,
-                            sampled=masks, previous=self._previous)
+                            sampled=sampled, previous=self._previous)
                         self.history.append({**record, **diagnostics})
                         bar.set_postfix(loss=f"{record['loss']:.3g}", sparsity=f"{sparsity_text(record['sparsity'])}%")
                     if self.selector.enabled and ((step + 1) % c.validate_every == 0 or last):
@@ -128,7 +129,7 @@ class SubnetworkTrainer:
 
     def _train_step(self, step: int, ref: Reference, masker: Remover) -> tuple[dict[str, Tensor], dict]:
         c, data, gen = self.config, self.data, self.generator
-        lr = learning_rate(step, c.steps, c.lr, c.warmup, c.lr_schedule)
+        lr = learning_rate(step, c.steps, c.peak_lr, c.warmup, c.lr_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -136,7 +137,10 @@ class SubnetworkTrainer:
         masks = self.scores.sample(temperature=c.temperature, noise=noise, generator=gen)
         # Each term's backward stops at these leaves and accumulates there; one final backward
         # carries the sum into the scores, so the three forward graphs never coexist in memory.
-        keep = {name: (1 - m).detach().requires_grad_() for name, m in masks.items()}
+        # keep = 1 - m is written over the sample itself (its backward needs only the graph, not
+        # its values): one tensor the size of the scores fewer.
+        keep = {name: m.detach().neg_().add_(1).requires_grad_() for name, m in masks.items()}
+        sampled = {name: k.detach() == 0 for name, k in keep.items()}
         masker.set_keep(keep)
         control = torch.randperm(len(data.control), generator=gen, device=gen.device)[: c.control_batch].cpu()
         windows = torch.randperm(len(data.lm), generator=gen, device=gen.device)[: c.lm_batch].cpu()
@@ -160,10 +164,10 @@ class SubnetworkTrainer:
             logits = self.model(data.lm[windows].to(self.device)).float()
             terms["control_lm"] = topk_kl(ref.lm_index[windows].to(logits.device), ref.lm_logp[windows].to(logits.device), logits)
             (c.control_lm_weight * terms["control_lm"]).backward()
-        grads = [(1 - masks[n], k.grad) for n, k in keep.items() if k.grad is not None]
-        self.push.update({n: k.grad for n, k in keep.items() if k.grad is not None})  # -dL/dm, as m = 1 - keep
-        if grads:
-            torch.autograd.backward([g[0] for g in grads], [g[1] for g in grads])
+        push = {n: k.grad for n, k in keep.items() if k.grad is not None}  # -dL/dm, as m = 1 - keep
+        self.push.update(push)
+        if push:  # dL/dm = -dL/dkeep, negated in place: no temporary the size of the scores
+            torch.autograd.backward([masks[n] for n in push], [g.neg_() for g in push.values()])
         weight = sparsity_weight(step, c.steps, c.sparsity_start, c.sparsity_end)
         terms["sparsity_loss"] = self.scores.penalty(c.sparsity)
         (weight * terms["sparsity_loss"]).backward()
@@ -174,7 +178,7 @@ class SubnetworkTrainer:
             outside = sum(int((s <= 0).sum()) for s in self.scores.scores)
         weights = {"suppression": c.suppression_weight, "control_kg": c.control_kg_weight,
                    "control_lm": c.control_lm_weight, "sparsity_loss": weight}
-        return masks, {
+        return sampled, {
             "step": step,
             "lr": lr,
             "noise": noise,
@@ -182,7 +186,7 @@ class SubnetworkTrainer:
             **{k: float(v.detach()) for k, v in terms.items()},
             "loss": sum(weights[k] * float(v.detach()) for k, v in terms.items()),
             **record,
-            "sampled": 100 * sum(int(m.detach().sum()) for m in masks.values()) / self.scores.n_units(),
+            "sampled": 100 * sum(int(m.sum()) for m in sampled.values()) / self.scores.n_units(),
             "sparsity": 100 * outside / self.scores.n_units(),  # of the evaluation mask after this step
         }
 

@@ -220,3 +220,21 @@ def test_training_every_target_template_validates_on_paraphrases_and_reports_as_
         with pytest.raises(kg.KGError, match="target_templates='chosen'"):
             check_target(SubnetworkConfig(target=target, target_templates="train"))
     assert check_target(SubnetworkConfig(target="partof:vehicle.n.01")).relation == "PartOf"
+
+
+def test_resuming_a_run_started_before_early_stopping_is_refused_naming_the_settings(tiny_model, tmp_path):
+    """A config.json without the fields added since (early stop, learning rate scaled to the run, prefix
+    cache) reads as the behaviour that run had, so the new defaults differ from it, by name."""
+    from circuitcut.runs import read_json, write_json
+
+    config, data = tiny_config(steps=2, validate_every=2, random_seeds=1), tiny_data(tiny_model)
+    find_subnetwork(tiny_model, config, tmp_path / "old", progress=False, data=data)
+    saved = read_json(tmp_path / "old" / "config.json")
+    for name in ("early_stop", "early_stop_change", "lr_steps", "prefix_cache_mb"):
+        saved.pop(name)
+    write_json(tmp_path / "old" / "config.json", saved)
+    with pytest.raises(ValueError, match=r"early_stop: saved null, asked 2; lr_steps: saved null, asked 150; "
+                                         r"prefix_cache_mb: saved 0.0, asked 1024.0\)"):
+        find_subnetwork(tiny_model, config, tmp_path / "old", progress=False, data=data)
+    old = tiny_config(steps=2, validate_every=2, random_seeds=1, early_stop=None, lr_steps=None, prefix_cache_mb=0)
+    assert SubnetworkResult.load(tmp_path / "old").config == old  # the old run loads as what it was

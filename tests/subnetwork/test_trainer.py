@@ -76,3 +76,22 @@ def test_without_validation_data_the_last_mask_is_final(tiny_model):
     assert not trainer.selector.enabled and trainer.selector.records == []
     assert all(torch.equal(m, trainer.scores.hard()[n]) for n, m in trainer.final_mask().items())
     assert trainer.selector.summary()["validated"] is False
+
+
+def test_early_stop_ends_training_once_the_rule_holds_and_the_mask_settles(tiny_model, tmp_path):
+    """On the tiny model the rule holds from the first validation (no known target rows, an empty mask), so
+    with two validations in a row required the run stops at the second, saved, and stays stopped."""
+    config, data = tiny_config(steps=20, validate_every=2, checkpoint_every=10, early_stop=2), tiny_data(tiny_model)
+    trainer = SubnetworkTrainer(tiny_model, config, data, tmp_path / "ck.pt")
+    trainer.train(progress=False)
+    records = trainer.selector.records
+    assert trainer.stopped and trainer.step == 4 and [r.step for r in records] == [2, 4]
+    assert records[0].changed is None and records[1].changed == 0 and all(r.excess == 0 for r in records)
+    again = SubnetworkTrainer(tiny_model, config, data, tmp_path / "ck.pt")  # the stop was checkpointed
+    assert again.stopped and again.step == 4
+    again.train(progress=False)
+    assert again.step == 4
+
+    never = SubnetworkTrainer(tiny_model, tiny_config(steps=6, validate_every=2, early_stop=None), data)
+    never.train(progress=False)
+    assert not never.stopped and never.step == 6
