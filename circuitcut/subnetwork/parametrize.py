@@ -38,32 +38,44 @@ def gumbel_sigmoid(
     generator: torch.Generator | None = None,
 ) -> Float[Tensor, "*shape"]:
     """A hard 0/1 sample whose gradient is that of the soft Gumbel-sigmoid sample (straight-through)."""
-    u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
-    return _GumbelSTE.apply(scores, u, noise, temperature)
+    return _GumbelSTE.apply(scores, noise, temperature, generator)
+
+
+def _logistic_input(scores: Tensor, state: Tensor, noise: float, temperature: float,
+                    generator: torch.Generator | None) -> Tensor:
+    """``(s + b * logit(u)) / T`` with ``u`` drawn from ``generator`` set to ``state``, in one buffer."""
+    gen = torch.Generator(device=scores.device) if generator is None else generator
+    gen.set_state(state)
+    u = torch.rand(scores.shape, generator=gen, device=scores.device, dtype=scores.dtype)
+    return u.clamp_(1e-6, 1 - 1e-6).logit_().mul_(noise).add_(scores.detach()).div_(temperature)
 
 
 class _GumbelSTE(torch.autograd.Function):
     """Forward: ``[s + b * logit(u) > 0]`` as an exact 0/1 float; backward: the gradient of the soft
-    sample ``sigmoid((s + b * logit(u)) / T)``, which is all it keeps.
+    sample ``sigmoid(x)``, ``x = (s + b * logit(u)) / T``, which is ``0.25 / cosh(x / 2)^2 / T``.
 
-    The noise buffer ``u`` is overwritten with the soft sample, so a weight run's 53 M scores cost
-    two 212 MB tensors per step (the soft sample and the hard one) instead of a chain of
-    temporaries the size of the scores for every elementwise operation.
+    Nothing the size of the scores is kept between the two: the backward draws the same noise again
+    from the generator's saved state (a weight run's 53 M scores would otherwise keep a 212 MB soft
+    sample alive through every forward), and every elementwise step works in place.
     """
 
     @staticmethod
-    def forward(ctx, scores: Tensor, u: Tensor, noise: float, temperature: float) -> Tensor:
-        x = u.clamp_(1e-6, 1 - 1e-6).logit_().mul_(noise).add_(scores).div_(temperature)  # finite logistic noise
-        hard = (x > 0).to(scores.dtype)
-        ctx.save_for_backward(x.sigmoid_())
-        ctx.temperature = temperature
-        return hard
+    def forward(ctx, scores: Tensor, noise: float, temperature: float, generator: torch.Generator | None) -> Tensor:
+        state = (generator.get_state() if generator is not None
+                 else torch.cuda.get_rng_state(scores.device) if scores.is_cuda else torch.get_rng_state())
+        x = _logistic_input(scores, state, noise, temperature, generator)
+        if generator is None:  # drawn from a copy: move the global stream on as a draw from it would
+            torch.rand(scores.shape, device=scores.device, dtype=scores.dtype)
+        ctx.save_for_backward(scores, state)
+        ctx.noise, ctx.temperature = noise, temperature
+        return (x > 0).to(scores.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
-        (soft,) = ctx.saved_tensors  # used once (the graph is never kept): overwritten with the gradient
-        slope = soft.neg().add_(1).mul_(soft)
-        return slope.mul_(grad).div_(ctx.temperature), None, None, None
+        scores, state = ctx.saved_tensors
+        x = _logistic_input(scores, state, ctx.noise, ctx.temperature, None)
+        slope = x.mul_(0.5).cosh_().square_().reciprocal_().mul_(0.25 / ctx.temperature)  # d sigmoid(x) / d s
+        return slope.mul_(grad), None, None, None
 
 
 def deterministic_mask(scores: Float[Tensor, "*shape"]) -> Bool[Tensor, "*shape"]:

@@ -87,13 +87,14 @@ class SubnetworkTrainer:
         with frozen(self.model), prefix.active():
             self.selector.measure_original()
             ref = reference(self.model, self.data.control, self.data.lm, top_k=c.lm_top_k)
-            keep0 = {name: torch.ones_like(s) for name, s in self.scores.items()}
+            keep0 = {name: torch.ones((), device=s.device).expand(s.shape) for name, s in self.scores.items()}  # no memory
             bar = tqdm(range(self.step, c.steps), desc="subnetwork", initial=self.step, total=c.steps,
                        disable=not (progress and distributed.is_main_process()))
             with remover(self.model, c.granularity, keep0) as masker:
                 for step in bar:
                     started = time.perf_counter()
                     sampled, record = self._train_step(step, ref, masker)
+                    masker.set_keep(keep0)  # lets the step's sample and its gradient go before the next is drawn
                     last = step == c.steps - 1
                     if step % c.log_every == 0 or last:
                         diagnostics, self._previous = diagnose(
@@ -132,7 +133,6 @@ class SubnetworkTrainer:
         lr = learning_rate(step, c.steps, c.peak_lr, c.warmup, c.lr_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
         noise = noise_scale(step, c.steps, c.noise_start, c.noise_end, c.noise_decay)
         masks = self.scores.sample(temperature=c.temperature, noise=noise, generator=gen)
         # Each term's backward stops at these leaves and accumulates there; one final backward
@@ -161,9 +161,14 @@ class SubnetworkTrainer:
             terms["control_kg"] = kl_to_reference(ref.control_logp[control].to(logits.device), logits)
             (c.control_kg_weight * terms["control_kg"]).backward()
         if c.control_lm_weight:
-            logits = self.model(data.lm[windows].to(self.device)).float()
-            terms["control_lm"] = topk_kl(ref.lm_index[windows].to(logits.device), ref.lm_logp[windows].to(logits.device), logits)
-            (c.control_lm_weight * terms["control_lm"]).backward()
+            # one window at a time: a window's activations and its 128 x 49,152 logits are freed before the
+            # next (the term is the mean over windows of equal length, so its gradient is the same)
+            terms["control_lm"] = torch.zeros(())
+            for w in windows.tolist():
+                logits = self.model(data.lm[w : w + 1].to(self.device)).float()
+                kl = topk_kl(ref.lm_index[w : w + 1].to(logits.device), ref.lm_logp[w : w + 1].to(logits.device), logits)
+                (c.control_lm_weight * kl / len(windows)).backward()
+                terms["control_lm"] += kl.detach().cpu() / len(windows)
         push = {n: k.grad for n, k in keep.items() if k.grad is not None}  # -dL/dm, as m = 1 - keep
         self.push.update(push)
         if push:  # dL/dm = -dL/dkeep, negated in place: no temporary the size of the scores
@@ -173,6 +178,7 @@ class SubnetworkTrainer:
         (weight * terms["sparsity_loss"]).backward()
         distributed.all_reduce_grads(self.scores.parameters())
         self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)  # no gradient the size of the scores held between steps
 
         with torch.no_grad():
             outside = sum(int((s <= 0).sum()) for s in self.scores.scores)

@@ -54,3 +54,21 @@ def test_per_unit_penalty_pulls_each_unit_the_same_whatever_the_number_of_units(
     module = MaskScores({"a": (3, 4), "b": (5,)}, init_p=0.3)
     assert math.isclose(module.penalty("per_unit").item(), 17 * 0.3, rel_tol=1e-5)
     assert math.isclose(module.penalty("mean").item(), 0.3, rel_tol=1e-5)
+
+
+def test_straight_through_gradient_is_the_soft_samples_and_the_random_stream_moves_as_one_draw():
+    """The backward draws the forward's noise again from the generator's saved state: its gradient is
+    exactly the soft sample's, and the generator ends where one draw leaves it."""
+    scores = torch.linspace(-4, 4, 5000).requires_grad_()
+    weights = torch.randn(5000, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(0)
+    hard = gumbel_sigmoid(scores, temperature=0.7, noise=0.8, generator=gen)
+    (hard * weights).sum().backward()
+
+    u = torch.rand(5000, generator=torch.Generator().manual_seed(0)).clamp(1e-6, 1 - 1e-6)
+    free = scores.detach().clone().requires_grad_()
+    soft = torch.sigmoid((free + 0.8 * (u.log() - (-u).log1p())) / 0.7)
+    (soft * weights).sum().backward()
+    assert torch.equal(hard, (soft > 0.5).float())
+    torch.testing.assert_close(scores.grad, free.grad, rtol=1e-5, atol=1e-6)  # 1 - soft cancels in float32 far out
+    assert torch.equal(torch.rand(3, generator=gen), torch.rand(5003, generator=torch.Generator().manual_seed(0))[5000:])

@@ -40,7 +40,7 @@ def _one_step(model, config, data):
     with frozen(model), prefix.active():
         ref = reference(model, data.control, data.lm, top_k=config.lm_top_k)
         with remover(model, config.granularity, {n: torch.ones_like(s) for n, s in trainer.scores.items()}) as masker:
-            trainer.optimizer.step = lambda: None  # keep the gradients of this step readable
+            trainer.optimizer.step = trainer.optimizer.zero_grad = lambda **kw: None  # keep this step's gradients readable
             _, record = trainer._train_step(0, ref, masker)
     return prefix, record, [s.grad.clone() for s in trainer.scores.scores]
 
