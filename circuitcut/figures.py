@@ -82,7 +82,7 @@ def small_budget(config: Config) -> Config:
     if isinstance(config, RelearnConfig):
         return dataclasses.replace(config, steps=2, eval_tokens=128,
                                    facts=FamilyConfig(n_facts=4, candidates=40, random_seeds=1))
-    return dataclasses.replace(config, steps=3, n_candidates=40, control_candidates=100, n_target=5, min_target=2,
+    return dataclasses.replace(config, steps=3, lr_steps=None, n_candidates=40, control_candidates=100, n_target=5, min_target=2,
                                n_control=8, n_control_val=4, n_control_new=4, control_batch=6, lm_pool_tokens=128,
                                window=64, lm_batch=2, val_lm_tokens=128, eval_lm_tokens=128, random_seeds=1,
                                log_every=1, validate_every=1)

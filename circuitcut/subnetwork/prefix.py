@@ -46,12 +46,14 @@ def _key(tokens: list[int]) -> Key:
     return bytes(str(tokens[: _unpadded(tokens)]), "ascii"), tokens[-1]
 
 
-def _keys(row: Int[Tensor, " pos"]) -> list[Key]:
-    """The keys a held row answers: its own, and that of its unpadded part less its last token (a
-    fact sub-batch trimmed to its longest row feeds that row so)."""
+def _keys(row: Int[Tensor, " pos"]) -> list[tuple[Key, int]]:
+    """The keys a held row answers, each with the length of the residual it may serve: its own (the
+    whole row), and that of its unpadded part less its last token (a fact sub-batch trimmed to its
+    longest row feeds that row so), which serves no longer row than that part."""
     tokens = row.tolist()
     end = _unpadded(tokens)
-    return [_key(tokens), _key(tokens[: end - 1])] if end > 1 else [_key(tokens)]
+    own = (_key(tokens), len(tokens))
+    return [own, (_key(tokens[: end - 1]), end - 1)] if end > 1 else [own]
 
 
 def _passthrough(hidden_states: Tensor, *args, **kwargs) -> Tensor:
@@ -81,8 +83,8 @@ class FrozenPrefix:
 
     @property
     def megabytes(self) -> float:
-        held = {r.data_ptr(): r for r in self.rows.values()}  # a row is held under up to two keys
-        return sum(r.numel() * r.element_size() for r in held.values()) / 2**20
+        held = {r.untyped_storage().data_ptr(): r.untyped_storage().nbytes() for r in self.rows.values()}  # up to two keys a row
+        return sum(held.values()) / 2**20
 
     def fits(self, sequences: Iterable[Int[Tensor, "n pos"]]) -> bool:
         """Whether the residuals of these token sequences fit ``budget_mb`` (counted before computing them)."""
@@ -102,7 +104,7 @@ class FrozenPrefix:
         todo = {}
         for row in tokens:
             keys = _keys(row)
-            held = self.rows.get(keys[0])
+            held = self.rows.get(keys[0][0])
             if held is None or held.shape[0] < row.shape[0]:
                 todo[tuple(keys)] = row
         rows = sorted(todo.items(), key=lambda kv: kv[1].shape[0])
@@ -114,8 +116,8 @@ class FrozenPrefix:
             else:
                 residuals = [r.clone() for r in self.model(batch.to(device), stop_at_layer=self.layer)]
             for (keys, _), r in zip(chunk, residuals):
-                for key in keys:
-                    self.rows[key] = r
+                for key, length in keys:
+                    self.rows[key] = r[:length]
 
     def lookup(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"] | None:
         """The stored residuals of these rows, or ``None`` when any row is not held."""

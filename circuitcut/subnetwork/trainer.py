@@ -4,7 +4,15 @@ Only mask scores are trained; the model's weights are frozen and never change. O
 one straight-through mask, runs the remaining model on the TargetKG facts, a batch of ControlKG
 facts and a batch of ControlLM windows (one backward pass each, so only one forward's activations
 are alive at a time), and adds the sparsity term. Every ``validate_every`` steps the evaluation
-mask is validated and offered to the selection rule (:mod:`~circuitcut.subnetwork.selection`).
+mask is validated and offered to the selection rule (:mod:`~circuitcut.subnetwork.selection`);
+with ``early_stop`` training ends once the rule has held that many validations in a row and the
+mask has settled. Every forward starts at the first masked layer from the frozen prefix
+(:mod:`~circuitcut.subnetwork.prefix`).
+
+Memory, for a weight run's 53 M scores (212 MB each in float32): the scores and Adam's two moments
+stay; a step adds its sample (the keep values, written over the sample), their gradient and the
+masked weights' products, and frees them before the next. Nothing else the size of the scores is
+kept: the sample's backward draws its noise again, and the diagnostics read a strided subset.
 """
 
 from __future__ import annotations

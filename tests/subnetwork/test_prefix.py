@@ -72,3 +72,18 @@ def test_a_budget_too_small_leaves_the_prefix_off(tiny_model):
     prefix = FrozenPrefix.of(tiny_model, 1, data.sequences(), budget_mb=1e-4)
     assert not prefix.enabled and prefix.megabytes == 0
     assert FrozenPrefix.of(tiny_model, 1, data.sequences()).megabytes > 0
+
+
+def test_a_row_is_only_served_from_a_held_row_it_is_the_start_of(tiny_model):
+    """A held row answers its own key and, for trimmed fact batches, its unpadded part less its last token;
+    a row that only shares such a key (here: the repeated token runs on) runs the whole model."""
+    held = torch.tensor([[5, 7, 7, 9, 0, 0]])
+    prefix = FrozenPrefix.of(tiny_model, 1, [held])
+    asked = {"trimmed": torch.tensor([[5, 7, 7]]), "padded": torch.tensor([[5, 7, 7, 9, 0, 0, 0]]),
+             "runs on": torch.tensor([[5, 7, 7, 7, 7]]), "shorter": torch.tensor([[5, 7, 7, 9, 0]])}
+    with torch.no_grad():
+        for name, tokens in asked.items():
+            with prefix.active():
+                served = tiny_model(tokens)
+            torch.testing.assert_close(served, tiny_model(tokens), rtol=0, atol=1e-5, msg=name)
+    assert (prefix.hits, prefix.misses) == (2, 2)  # trimmed and shorter served; padded (longer) and runs-on not
