@@ -254,12 +254,13 @@ class SubnetworkConfig:
     """Steps between atomic checkpoints (resumable) when the run has a folder."""
     log_every: int = _in("run", 10)
     """Steps between history records."""
-    prefix_cache_mb: float = _in("run", 1024.0, "MB", legacy=0.0)
+    prefix_cache_mb: float = _in("run", 1024.0, "MB")
     """Memory for the residuals entering the first masked layer, computed once; 0: no cache.
 
     Below the first masked layer every forward is the original model on the same sequences, so
     :class:`~circuitcut.subnetwork.prefix.FrozenPrefix` runs those blocks once; the logits are the
-    same. Left off when the run's sequences would need more, or when layer 0 is masked."""
+    same. Left off when the run's sequences would need more, or when layer 0 is masked. A run saved
+    before the cache existed reads as using it: the cache changes time, not results."""
 
     def __post_init__(self) -> None:
         _choice("granularity", self.granularity, GRANULARITIES)

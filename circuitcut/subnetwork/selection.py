@@ -86,14 +86,18 @@ class Selector:
 
     def validate(self, step: int, subnetwork: dict[str, Bool[Tensor, "..."]], masker: Remover) -> Validation:
         """Measure the remaining model without ``subnetwork`` (set through ``masker``) and offer it to the rule."""
-        masker.set_keep({n: (~m).float() for n, m in subnetwork.items()})
-        now, orig = self._measure(), self._original
+        n_in = sum(int(m.sum()) for m in subnetwork.values())
+        orig = self._original
+        if n_in:
+            masker.set_keep({n: (~m).float() for n, m in subnetwork.items()})
+            now = self._measure()
+        else:  # an empty mask is the original model, measured already
+            now = orig
         c = self.config
         control = 100 * (now["control_ppl"] - orig["control_ppl"]) / orig["control_ppl"]
         lm = 100 * (now["lm_ppl"] - orig["lm_ppl"]) / orig["lm_ppl"]
         excess = (max(0.0, now["target_top10"] - c.max_target_top10) + max(0.0, control - c.max_control_dppl)
                   + max(0.0, lm - c.max_lm_dppl))
-        n_in = sum(int(m.sum()) for m in subnetwork.values())
         n_units = sum(m.numel() for m in subnetwork.values())
         changed = None if self._last is None else sum(int((self._last[n] != m).sum()) for n, m in subnetwork.items())
         self._last = {n: m.detach().clone() for n, m in subnetwork.items()}

@@ -85,3 +85,14 @@ def test_target_check_counts_only_rows_the_original_model_knows(monkeypatch):
     assert first.target_top10 == 50.0 and first.excess == 40.0  # one of the two known rows still in the top 10
     assert selector.validate(2, mask(5), Masker()).excess == 0
     assert selector.summary()["target_rows"] == {"known": 2, "all": 4}
+
+
+def test_an_empty_mask_is_the_original_model_and_is_not_measured_again():
+    original = {"target_top10": 100.0, "control_ppl": 10.0, "lm_ppl": 20.0}
+    selector = scripted([original, {"target_top10": 0.0, "control_ppl": 10.5, "lm_ppl": 20.2}])
+    masker = Masker()
+    empty = selector.validate(5, mask(0), masker)
+    assert not hasattr(masker, "keep")  # nothing set, nothing run
+    assert (empty.target_top10, empty.control_dppl, empty.lm_dppl, empty.size) == (100.0, 0.0, 0.0, 0)
+    some = selector.validate(10, mask(3), masker)  # the next measurement in the script
+    assert (some.target_top10, some.size, some.changed) == (0.0, 3, 3) and hasattr(masker, "keep")
