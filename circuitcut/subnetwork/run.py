@@ -110,20 +110,22 @@ def find_subnetwork(
     trainer.train(progress=progress)
     trained = time.perf_counter()
     mask = SubnetworkMask(ModelShape.of(model), config.granularity, trainer.final_mask())
-    prefix = trainer.frozen_prefix()
+    prefix, history, seconds, steps = trainer.frozen_prefix(), trainer.history, trainer.seconds, trainer.step
+    selection = {**trainer.selector.summary(), "steps_run": steps, "stopped_early": trainer.stopped}
+    del trainer  # its scores and Adam moments (636 MB for a weight run) are not needed to evaluate
     with prefix.active():
         metrics = evaluate_subnetwork(model, mask, data, random_seeds=config.random_seeds)
     metrics["target"] = config.target
-    metrics["selection"] = {**trainer.selector.summary(), "steps_run": trainer.step, "stopped_early": trainer.stopped}
+    metrics["selection"] = selection
     metrics["prefix"] = {"layer": prefix.layer, "used": prefix.enabled, "megabytes": prefix.megabytes}
     metrics["n_facts"] = {name: len(batch) for name, batch in data.eval_kg.items()}
     metrics["seconds"] = {
         "data": prepared - started,
-        "train": trainer.seconds,  # every start of a resumed run
+        "train": seconds,  # every start of a resumed run
         "evaluate": time.perf_counter() - trained,
-        "per_step": trainer.seconds / max(trainer.step, 1),
+        "per_step": seconds / max(steps, 1),
     }
-    result = SubnetworkResult(config, mask, trainer.history, metrics)
+    result = SubnetworkResult(config, mask, history, metrics)
     if folder is not None:
         result.save(folder, start)
     return result
