@@ -87,7 +87,8 @@ class SubnetworkConfig:
     curves keep their shape in fractions of the run. Weight masks meet the rule from half-way (as at 150
     steps: from step 75) and settle (at most 5 % of the units changing between validations) by the last
     tenth; neuron masks meet it at one validation (animal, step 50; at 150 steps, step 75) or not at
-    all (food, as at 150). Fewer steps leave the sparsity ramp no time to shrink the mask."""
+    all (food, as at 150). Fewer steps were not tried; at 60 the weight masks hold about twice the 150-step
+    masks' units (docs/results.md)."""
     lr: float = _in("schedule", 0.1)
     """Peak Adam learning rate on the scores of a run of ``lr_steps`` steps."""
     lr_steps: int | None = _in("schedule", 150, "N|none", legacy=None)

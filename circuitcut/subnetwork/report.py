@@ -71,8 +71,9 @@ def format_report(metrics: dict) -> str:
         )
     sel = metrics.get("selection")
     if sel and sel["validated"]:
+        stopped = f"; training stopped early after step {sel['steps_run']}" if sel.get("stopped_early") else ""
         lines.append(f"mask chosen at step {sel['chosen_step']} by the validation rule "
-                     f"({'met' if sel['rule_met'] else 'not met: the least violation'})")
+                     f"({'met' if sel['rule_met'] else 'not met: the least violation'}){stopped}")
     return "\n".join(lines)
 
 

@@ -239,3 +239,13 @@ def test_resuming_a_run_started_before_early_stopping_is_refused_naming_the_sett
     old = tiny_config(steps=2, validate_every=2, random_seeds=1, early_stop=None, lr_steps=None)
     assert SubnetworkResult.load(tmp_path / "old").config == old  # the old run loads as what it was
     assert find_subnetwork(tiny_model, old, tmp_path / "old", progress=False).config == old  # and continues so
+
+
+def test_a_run_that_stops_early_says_so_and_times_the_steps_it_took(tiny_model):
+    config = tiny_config(steps=20, validate_every=2, early_stop=2)  # the rule holds from the first validation here
+    result = find_subnetwork(tiny_model, config, progress=False, data=tiny_data(tiny_model))
+    sel = result.metrics["selection"]
+    assert (sel["steps_run"], sel["stopped_early"]) == (4, True)
+    assert result.metrics["seconds"]["per_step"] == pytest.approx(result.metrics["seconds"]["train"] / 4)
+    assert "training stopped early after step 4" in format_report(result.metrics)
+    assert result.metrics["prefix"]["used"] and result.metrics["prefix"]["megabytes"] > 0
