@@ -9,10 +9,10 @@ model whatever the mask, so the residual stream entering block ``k`` is the same
 not hold run the whole model, so results never depend on what was cached).
 
 Memory: one ``d_model`` vector per token in the model's dtype. A default run's sequences are about
-20,500 tokens (the 8,192-token ControlLM training pool, 2,048 validation and 8,192 evaluation
-tokens, about 2,000 fact prompts of about 12 tokens), so SmolLM2's 576 float32 values make
-20,500 x 576 x 4 B = 47 MB, beside a model of 540 MB. Above ``budget_mb`` (or with ``k = 0``,
-where there is nothing to skip) the prefix is left off and every forward runs the whole model.
+28,000 tokens (the 8,192-token ControlLM training pool, 2,048 validation and 8,192 evaluation tokens,
+and about 850 fact rows padded to their batch's width of about 12), so SmolLM2's 576 float32 values make
+28,000 x 576 x 4 B = 62 MB, beside a model of 540 MB. Above ``budget_mb`` (or with ``k = 0``, where
+there is nothing to skip) the prefix is left off and every forward runs the whole model.
 
 Inside :meth:`active`, hooks on blocks below ``k`` do not run for cached rows: only the subnetwork
 trainer, whose hooks and parametrized weights all sit at ``k`` and above, uses it.
