@@ -41,12 +41,8 @@ def gumbel_sigmoid(
     return _GumbelSTE.apply(scores, noise, temperature, generator)
 
 
-def _logistic_input(scores: Tensor, state: Tensor, noise: float, temperature: float,
-                    generator: torch.Generator | None) -> Tensor:
-    """``(s + b * logit(u)) / T`` with ``u`` drawn from ``generator`` set to ``state``, in one buffer."""
-    gen = torch.Generator(device=scores.device) if generator is None else generator
-    gen.set_state(state)
-    u = torch.rand(scores.shape, generator=gen, device=scores.device, dtype=scores.dtype)
+def _logistic_input(scores: Tensor, u: Tensor, noise: float, temperature: float) -> Tensor:
+    """``(s + b * logit(u)) / T``, computed in the buffer of the uniform draw ``u``."""
     return u.clamp_(1e-6, 1 - 1e-6).logit_().mul_(noise).add_(scores.detach()).div_(temperature)
 
 
@@ -55,25 +51,26 @@ class _GumbelSTE(torch.autograd.Function):
     sample ``sigmoid(x)``, ``x = (s + b * logit(u)) / T``, which is ``0.25 / cosh(x / 2)^2 / T``.
 
     Nothing the size of the scores is kept between the two: the backward draws the same noise again
-    from the generator's saved state (a weight run's 53 M scores would otherwise keep a 212 MB soft
-    sample alive through every forward), and every elementwise step works in place.
+    from the random state saved before the forward's draw (a weight run's 53 M scores would otherwise
+    keep a 212 MB soft sample alive through every forward), and every elementwise step works in place.
     """
 
     @staticmethod
     def forward(ctx, scores: Tensor, noise: float, temperature: float, generator: torch.Generator | None) -> Tensor:
         state = (generator.get_state() if generator is not None
                  else torch.cuda.get_rng_state(scores.device) if scores.is_cuda else torch.get_rng_state())
-        x = _logistic_input(scores, state, noise, temperature, generator)
-        if generator is None:  # drawn from a copy: move the global stream on as a draw from it would
-            torch.rand(scores.shape, device=scores.device, dtype=scores.dtype)
+        u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
         ctx.save_for_backward(scores, state)
         ctx.noise, ctx.temperature = noise, temperature
-        return (x > 0).to(scores.dtype)
+        return (_logistic_input(scores, u, noise, temperature) > 0).to(scores.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
         scores, state = ctx.saved_tensors
-        x = _logistic_input(scores, state, ctx.noise, ctx.temperature, None)
+        again = torch.Generator(device=scores.device)
+        again.set_state(state)
+        u = torch.rand(scores.shape, generator=again, device=scores.device, dtype=scores.dtype)
+        x = _logistic_input(scores, u, ctx.noise, ctx.temperature)
         slope = x.mul_(0.5).cosh_().square_().reciprocal_().mul_(0.25 / ctx.temperature)  # d sigmoid(x) / d s
         return slope.mul_(grad), None, None, None
 

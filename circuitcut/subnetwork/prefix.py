@@ -107,14 +107,10 @@ class FrozenPrefix:
             held = self.rows.get(keys[0][0])
             if held is None or held.shape[0] < row.shape[0]:
                 todo[tuple(keys)] = row
-        rows = sorted(todo.items(), key=lambda kv: kv[1].shape[0])
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            batch = torch.stack([r for _, r in chunk]) if len({r.shape[0] for _, r in chunk}) == 1 else None
-            if batch is None:  # rows of different lengths: one at a time
-                residuals = [self.model(row[None].to(device), stop_at_layer=self.layer)[0] for _, row in chunk]
-            else:
-                residuals = [r.clone() for r in self.model(batch.to(device), stop_at_layer=self.layer)]
+        chunks = list(todo.items())
+        for start in range(0, len(chunks), batch_size):
+            chunk = chunks[start : start + batch_size]  # rows of one tensor: one length, one batch
+            residuals = self.model(torch.stack([row for _, row in chunk]).to(device), stop_at_layer=self.layer)
             for (keys, _), r in zip(chunk, residuals):
                 for key, length in keys:
                     self.rows[key] = r[:length]
