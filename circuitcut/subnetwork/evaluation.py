@@ -17,6 +17,7 @@ from collections.abc import Collection
 from contextlib import nullcontext
 
 import torch
+from torch.nn.utils import parametrize
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data.kg import KGBatch, score_pairs
@@ -54,7 +55,8 @@ def evaluate_model(
     """Metrics of the original model (``mask=None``) or of the model without ``mask``'s subnetwork, on
     every evaluation dataset or only on ``sets`` (names of :data:`~circuitcut.subnetwork.data.EVAL_SETS` and ``lm``)."""
     out = {}
-    with mask.remaining(model) if mask is not None else nullcontext():
+    # parametrize.cached: a weight mask's W * keep is formed once for every batch, not per forward
+    with mask.remaining(model) if mask is not None else nullcontext(), parametrize.cached():
         for name, batch in data.eval_kg.items():
             if len(batch) and (sets is None or name in sets):
                 out[name] = kg_metrics(model, batch)
