@@ -28,7 +28,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut import distributed
 from circuitcut.data.corpora import corpus_notes, corpus_windows
 from circuitcut.evaluate import TokenMetrics, evaluate_tokens
-from circuitcut.masks import NeuronMask
+from circuitcut.masks import Mask
 from circuitcut.pruning_report import drops, steps_frame, summary_text
 from circuitcut.runs import (atomic_path, check_out_folder, check_same_settings, config_from_dict, read_json,
                              write_config, write_json)
@@ -184,7 +184,7 @@ class PruningResult:
 
     config: PruningConfig
     history: list[dict]
-    masks: dict[str, NeuronMask]
+    masks: dict[str, Mask]
     importances: dict[str, Float[Tensor, "layer neuron"]] = field(default_factory=dict)
     """Forget and retain importance of every neuron on the unpruned model (``forget.mlp`` ...)."""
     corpus_notes: dict[str, list[str]] = field(default_factory=dict)
@@ -220,7 +220,7 @@ class PruningResult:
         """Read a run folder; with ``model``, refuse masks made for another model."""
         out = Path(out_dir)
         history = read_json(out / "history.json")
-        masks = {m: NeuronMask.load(out / f"{m}_mask.safetensors", model)
+        masks = {m: Mask.load(out / f"{m}_mask.safetensors", model)
                  for m in ("selective", "random") if (out / f"{m}_mask.safetensors").exists()}
         importances = load_file(out / "importance.safetensors") if (out / "importance.safetensors").exists() else {}
         notes = read_json(out / "corpora.json") if (out / "corpora.json").exists() else {}
@@ -237,7 +237,7 @@ class _Run:
         self.shape = ModelShape.of(model)
         self.per_step = config.per_step(self.shape)
         self.history: list[dict] = []
-        self.masks: dict[str, NeuronMask] = {}
+        self.masks: dict[str, Mask] = {}
         self.importances: dict[str, Tensor] = {}
         if out_dir is not None:
             self._open_folder()
@@ -253,7 +253,7 @@ class _Run:
                 self.importances = load_file(out / "importance.safetensors")
             for method in {h["method"] for h in self.history} - {"original"}:
                 last = max(h["step"] for h in self.history if h["method"] == method)
-                self.masks[method] = NeuronMask.load(self._mask_path(method, last), self.model)
+                self.masks[method] = Mask.load(self._mask_path(method, last), self.model)
         else:
             distributed.barrier()  # every rank has seen the folder empty before rank 0 writes
         if self.write:  # a resume too, which adds its provenance to the first start's
@@ -262,16 +262,16 @@ class _Run:
     def _mask_path(self, method: str, step: int) -> Path:
         return self.out / "steps" / f"{method}_{step:03d}.safetensors"
 
-    def done(self, method: str) -> tuple[int, NeuronMask]:
+    def done(self, method: str) -> tuple[int, Mask]:
         """The last finished step of a method and a copy of its mask (step 0, empty mask if none)."""
         steps = [h["step"] for h in self.history if h["method"] == method]
         if not steps:
-            return 0, NeuronMask.empty(self.shape, self.config.sites)
+            return 0, Mask.empty(self.shape, self.config.sites)
         return max(steps), self.masks[method].copy()
 
-    def record(self, method: str, step: int, mask: NeuronMask, forget: TokenMetrics, retain: TokenMetrics) -> None:
+    def record(self, method: str, step: int, mask: Mask, forget: TokenMetrics, retain: TokenMetrics) -> None:
         self.history.append({"method": method, "step": step, "fraction": mask.fraction(),
-                             "per_layer": mask.per_layer(),
+                             "per_layer": {k: v.sum(dim=1).tolist() for k, v in mask.by_kind().items()},
                              "forget": forget.to_dict(), "retain": retain.to_dict()})
         if method != "original":
             self.masks[method] = mask.copy()
@@ -331,7 +331,7 @@ def prune(
     progress = progress and distributed.is_main_process()
     eval_splits = (("forget", data.forget_eval), ("retain", data.retain_eval))
 
-    def evaluate(mask: NeuronMask, collect: bool = False) -> tuple[TokenMetrics, TokenMetrics, tuple | None]:
+    def evaluate(mask: Mask, collect: bool = False) -> tuple[TokenMetrics, TokenMetrics, tuple | None]:
         """Both evaluation splits; with ``collect``, also their statistics from the same passes."""
         hooks = mask.hooks(model)
         metrics, stats = [], []
@@ -344,7 +344,7 @@ def prune(
                 stats.append(finish_stats(st, distributed.shard(tokens), None, parallel))
         return metrics[0], metrics[1], tuple(stats) if collect else None
 
-    def statistics(mask: NeuronMask) -> tuple[NeuronStats, NeuronStats]:
+    def statistics(mask: Mask) -> tuple[NeuronStats, NeuronStats]:
         hooks = mask.hooks(model)
         splits = eval_splits if config.stats_on_eval else (("forget", data.forget_stats), ("retain", data.retain_stats))
         return tuple(collect_stats(model, tokens, config.sites, fwd_hooks=hooks, batch_size=bs,
@@ -360,7 +360,7 @@ def prune(
     pending: tuple[NeuronStats, NeuronStats] | None = None
     with tqdm(total=total, initial=done, desc="pruning steps", disable=not progress) as bar:
         if not evaluated_original:
-            empty = NeuronMask.empty(run.shape, config.sites)
+            empty = Mask.empty(run.shape, config.sites)
             collect = config.stats_on_eval and run.done("selective")[0] < config.steps
             f_metrics, r_metrics, pending = evaluate(empty, collect)
             run.record("original", 0, empty, f_metrics, r_metrics)
@@ -372,10 +372,11 @@ def prune(
                 bar.set_postfix(method=method, step=step)
                 if method == "random":
                     g = torch.Generator().manual_seed(config.seed * 100_003 + step)
-                    scores = {k: torch.rand(mask.removed[k].shape, generator=g) for k in config.sites}
+                    scores = {k: torch.rand(run.shape.n_layers, run.shape.n_neurons(k), generator=g)
+                              for k in config.sites}
                 elif scores is None or not config.one_shot:
                     # One-shot runs rank once, from the unpruned model's statistics.
-                    seen = NeuronMask.empty(run.shape, config.sites) if config.one_shot else mask
+                    seen = Mask.empty(run.shape, config.sites) if config.one_shot else mask
                     forget, retain = pending if pending is not None else statistics(seen)
                     pending = None
                     scores = selectivity_scores(forget, retain, config.importance, eps)
@@ -384,9 +385,9 @@ def prune(
                     distributed.broadcast_(list(scores.values()))
                     if step == 1:
                         run.save_importances(forget, retain)
-                chosen = {k: top_unpruned(scores[k], mask.removed[k], n) for k, n in run.per_step.items()}
-                for k, new in chosen.items():
-                    mask.removed[k] |= new
+                removed = mask.by_kind()
+                mask = mask | Mask.from_kinds(run.shape, {k: top_unpruned(scores[k], removed[k], n)
+                                                          for k, n in run.per_step.items()})
                 collect = (config.stats_on_eval and method == "selective" and not config.one_shot
                            and step < config.steps)
                 f_metrics, r_metrics, pending = evaluate(mask, collect)

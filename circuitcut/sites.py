@@ -37,6 +37,9 @@ DESCRIPTIONS = {
     "attn_v": "attention value neurons (attn.hook_v; one feeds every query head of its group)",
     "attn_z": "attention pre-out neurons (attn.hook_z)",
 }
+Granularity = Literal["weight", "neuron"]
+GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
+"""What a mask removes: single weights of weight matrices, or whole neurons of neuron sites."""
 MATRICES: tuple[str, ...] = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out")
 """The weight-matrix parts of a block that weight masks can mask (``blocks.L.mlp.in``)."""
 

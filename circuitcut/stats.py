@@ -17,7 +17,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut import distributed
 from circuitcut.forward import stream
-from circuitcut.masks import Hook
+from circuitcut.hooks import Hook
 from circuitcut.sites import ModelShape, SiteKind, check_kinds, hook_name
 
 Importance = Literal["freq", "abs", "rms", "std"]

@@ -38,11 +38,12 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data.kg import KGBatch
+from circuitcut.masks import Mask
 from circuitcut.models import load_model
 from circuitcut.robustness.examples import Windows
 from circuitcut.sites import ModelShape
 from circuitcut.subnetwork import (
-    SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, run_data, saved_config,
+    SubnetworkConfig, SubnetworkData, SubnetworkResult, run_data, saved_config,
 )
 from circuitcut.subnetwork.evaluation import changes, evaluate_model
 from circuitcut.subnetwork.neuron_masks import NeuronRemover, neuron_sites
@@ -136,13 +137,13 @@ def greedy_step(
     return dict(zip(names, flat.split(sizes)))
 
 
-def curve_point(model: TransformerBridge, mask: SubnetworkMask, data: SubnetworkData, original: dict) -> dict:
+def curve_point(model: TransformerBridge, mask: Mask, data: SubnetworkData, original: dict) -> dict:
     """Target top-10 (training, paraphrased) and control dPPL (trained-on and never-seen facts, text) of
     the model without ``mask``, and the neurons it removes."""
     remaining = evaluate_model(model, data, mask, sets=CURVE_SETS)
     change = changes({n: original[n] for n in remaining}, remaining)
     return {
-        "neurons": mask.n_subnetwork(),
+        "neurons": mask.n_removed(),
         "per_layer": {layer: n["subnetwork"] for layer, n in mask.per_layer().items() if n["subnetwork"]},
         "target_top10": remaining["target"]["top10"],
         "paraphrase_top10": remaining["target_paraphrase"]["top10"],
@@ -150,7 +151,7 @@ def curve_point(model: TransformerBridge, mask: SubnetworkMask, data: Subnetwork
         "control_dppl": change["control"]["dppl"],
         "control_new_dppl": change["control_new"]["dppl"],
         "lm_dppl": change["lm"]["dppl"],
-        "removed": {name: m.nonzero().flatten().tolist() for name, m in mask.subnetwork.items() if m.any()},
+        "removed": {name: m.nonzero().flatten().tolist() for name, m in mask.removed.items() if m.any()},
     }
 
 
@@ -170,7 +171,7 @@ def greedy_curve(
     for _ in range(steps):
         removed = greedy_step(model, removed, data, control_weight=control_weight, per_step=per_step,
                               suppress_rank=config.suppress_rank, candidates=candidates, lm_weight=lm_weight)
-        mask = SubnetworkMask(shape, "neuron", removed)
+        mask = Mask(shape, "neuron", removed)
         curve.append(curve_point(model, mask, data, original))
         print(f"  {_line(curve[-1])}", flush=True)
     return curve

@@ -63,12 +63,12 @@ def main() -> None:
         if result.config.granularity != "neuron":
             raise SystemExit(f"{run_dir} holds a {result.config.granularity} mask; mean ablation is of neurons.")
         data = run_data(model, result.config, Path(run_dir))
-        means = mean_activations(model, list(result.mask.subnetwork), data.lm)
+        means = mean_activations(model, list(result.mask.removed), data.lm)
         original = evaluate_model(model, data)
         zeroed = evaluate_model(model, data, result.mask)  # the usual removal
-        with torch.inference_mode(), model.hooks(fwd_hooks=replacing(result.mask.subnetwork, means)):
+        with torch.inference_mode(), model.hooks(fwd_hooks=replacing(result.mask.removed, means)):
             averaged = evaluate_model(model, data)
-        print(f"{run_dir} ({result.config.target}, {result.mask.n_subnetwork():,} {result.config.units}):")
+        print(f"{run_dir} ({result.config.target}, {result.mask.n_removed():,} {result.config.units}):")
         for label, removed in (("zero", zeroed), ("mean", averaged)):
             change = changes(original, removed)
             cells = [f"{name} dPPL {change[name]['dppl']:+.1f} %"

@@ -87,7 +87,7 @@ def main() -> None:
         result = SubnetworkResult.load(run_dir, model)
         data = run_data(model, result.config, Path(run_dir))
         target_words = set().union(*_words(data.eval_kg["target"].continuations))
-        print(f"{run_dir} ({result.config.target}, {result.mask.n_subnetwork():,} {result.config.units}):")
+        print(f"{run_dir} ({result.config.target}, {result.mask.n_removed():,} {result.config.units}):")
         for name in ("target", "target_paraphrase"):
             batch = data.eval_kg[name]
             with result.mask.remaining(model):

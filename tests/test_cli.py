@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from circuitcut.cli import main
-from circuitcut.masks import NeuronMask
+from circuitcut.masks import Mask
 from circuitcut.pruning import PruningResult
 
 
@@ -30,7 +30,7 @@ def test_prune_writes_history_masks_and_config_then_resumes(tiny_model, tiny_mod
     assert {"top1", "top10", "top1_skip", "loss"} <= set(history[-1]["forget"])
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["sites"] == ["mlp", "attn_v"] and config["forget"] == "python"
-    mask = NeuronMask.load(tmp_path / "run" / "selective_mask.safetensors", tiny_model)
+    mask = Mask.load(tmp_path / "run" / "selective_mask.safetensors", tiny_model)
     assert mask.fraction()["mlp"] > 0
     assert "selectivity (selective)" in capsys.readouterr().out
     # The same command again is refused; with --resume it finds nothing left to do.

@@ -146,7 +146,7 @@ def seed_overlaps(results: dict[str, SubnetworkResult]) -> str:
     lines = []
     for (label_a, a), (label_b, b) in combinations(results.items(), 2):
         if a.config.seed != b.config.seed and replace(a.config, seed=b.config.seed) == b.config:
-            n_a, n_b, n = a.mask.n_subnetwork(), b.mask.n_subnetwork(), a.mask.n_units()
+            n_a, n_b, n = a.mask.n_removed(), b.mask.n_removed(), a.mask.n_units()
             lines.append(f"- {label_a} vs {label_b} ({a.config.units}, {n_a:,} and {n_b:,}): Jaccard "
                          f"{a.mask.jaccard(b.mask)['overall']:.3f} (random sets of the same sizes "
                          f"{chance_jaccard(n_a, n_b, n):.2g})")

@@ -6,7 +6,7 @@ import torch
 
 import circuitcut
 from circuitcut.sites import ModelShape
-from circuitcut.subnetwork import SubnetworkMask
+from circuitcut.masks import Mask
 from circuitcut.subnetwork.evaluation import evaluate_model
 from greedy_neurons import curve_point, greedy_step, mean_nll, pushed_rows, removal_effects
 from subnetwork_helpers import NEURON, planted_data
@@ -27,7 +27,7 @@ def test_removal_effects_rank_the_planted_neuron_first_for_the_target_only(plant
         before = data.target.tail_nll(model(data.target.tokens[:, :-1])).mean()
         mask = torch.zeros_like(keep[SITE], dtype=torch.bool)
         mask[NEURON] = True
-        with SubnetworkMask(ModelShape.of(model), "neuron", {SITE: mask}).remaining(model):
+        with Mask(ModelShape.of(model), "neuron", {SITE: mask}).remaining(model):
             after = data.target.tail_nll(model(data.target.tokens[:, :-1])).mean()
     assert after - before > 0.5 * target[NEURON] > 0
 
@@ -44,7 +44,7 @@ def test_greedy_step_removes_the_planted_neuron_and_random_neurons_do_not_suppre
         real = greedy_step(model, empty, data, control_weight=10.0, per_step=1, suppress_rank=50, candidates=8,
                            lm_weight=lm_weight)
         assert torch.equal(real[SITE], removed[SITE])
-    mask = SubnetworkMask(shape, "neuron", removed)
+    mask = Mask(shape, "neuron", removed)
     original = evaluate_model(model, data)
     point = curve_point(model, mask, data, original)
     assert point["neurons"] == 1 and point["target_top10"] == 0 and point["paraphrase_top10"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from circuitcut.sites import ModelShape
-from circuitcut.subnetwork import SubnetworkMask
+from circuitcut.masks import Mask
 from mean_ablation import mean_activations, replacing
 
 SITE = "blocks.1.mlp.hook_post"
@@ -14,7 +14,7 @@ SITE = "blocks.1.mlp.hook_post"
 def test_zero_and_mean_ablation_of_a_neuron_subnetwork(tiny_model):
     mask = torch.zeros(96, dtype=torch.bool)
     mask[[3, 40, 77]] = True
-    subnetwork = SubnetworkMask(ModelShape.of(tiny_model), "neuron", {SITE: mask})
+    subnetwork = Mask(ModelShape.of(tiny_model), "neuron", {SITE: mask})
     windows = torch.randint(0, 1000, (3, 12))
     with torch.inference_mode():
         _, cache = tiny_model.run_with_cache(windows, names_filter=SITE)
