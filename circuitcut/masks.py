@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -43,14 +42,12 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut.hooks import FillHook, Hook, ScaleHook
 from circuitcut.overlap import jaccard_summary
 from circuitcut.runs import atomic_path
-from circuitcut.sites import (GRANULARITIES, SITE_KINDS, Granularity, ModelShape, SiteKind, check_kinds, hook_name,
-                              neuron_site, parse_site)
+from circuitcut.sites import (FILLS, GRANULARITIES, SITE_KINDS, Fill, Granularity, ModelShape, SiteKind, check_kinds,
+                              hook_name, neuron_site, parse_site)
 from circuitcut.stats import collect_stats
 from circuitcut.surgery import cut_neurons
 from circuitcut.weight_masks import WeightRemover, remove_weights, touched_neurons
 
-Fill = Literal["zero", "mean"]
-FILLS: tuple[Fill, ...] = ("zero", "mean")
 _MEANS = "mean:"
 """Key prefix of a mean-filled mask's means in its file (beside the site names of the removed units)."""
 

@@ -19,7 +19,7 @@ from circuitcut.plots import (
 )
 from circuitcut.plots.subnetworks import DATASET_LABELS
 from circuitcut.pruning import PruningConfig, PruningResult
-from circuitcut.pruning_report import drop
+from circuitcut.pruning.report import drop
 from circuitcut.sites import ModelShape, hook_name
 
 SHAPE = ModelShape("synthetic", n_layers=4, d_model=16, d_mlp=12, n_heads=4, n_key_value_heads=2, d_head=4)

@@ -3,7 +3,7 @@ import torch
 
 from circuitcut.masks import Mask
 from circuitcut.pruning import PruningConfig, PruningData, PruningResult, prune, top_unpruned
-from circuitcut.pruning_report import drop
+from circuitcut.pruning.report import drop
 from pruning_helpers import plant_forget_neuron, planted_data
 
 
@@ -56,7 +56,7 @@ def test_interrupted_run_resumes_to_the_same_masks(tiny_model, data, tmp_path, m
     config = PruningConfig(forget="f", retain="r", steps=4, frac=0.05, tokens=128, window=16)
     whole = prune(tiny_model, config, data=data, out_dir=tmp_path / "whole", progress=False)
 
-    import circuitcut.pruning as pruning
+    import circuitcut.pruning.run as pruning
 
     calls = {"n": 0}
     real_evaluate = pruning.evaluate_tokens
@@ -176,3 +176,20 @@ def test_a_run_folder_records_its_provenance_and_a_resume_adds_its_own(tiny_mode
     assert PruningResult.load(tmp_path).config == config
     prune(tiny_model, config, data=data, out_dir=tmp_path, resume=True, progress=False)
     assert len(read_json(tmp_path / "config.json")[PROVENANCE]) == 1
+
+
+def test_mean_fill_sets_pruned_neurons_to_their_retain_means(tiny_model, data, tmp_path):
+    from circuitcut.masks import mean_activations
+
+    base = dict(forget="f", retain="r", steps=2, frac=0.05, tokens=128, window=16, baseline=False)
+    zero = prune(tiny_model, PruningConfig(**base), data=data, progress=False)
+    mean = prune(tiny_model, PruningConfig(**base, fill="mean"), data=data, out_dir=tmp_path / "mean", progress=False)
+    assert mean.history[0] == zero.history[0]  # the unpruned model is the same either way
+    # the first step ranks the unpruned model alike; what the removed neurons leave behind differs
+    first = [next(h for h in r.history if h["step"] == 1) for r in (zero, mean)]
+    assert first[0]["per_layer"] == first[1]["per_layer"] and first[0]["forget"] != first[1]["forget"]
+    mask = PruningResult.load(tmp_path / "mean", tiny_model).masks["selective"]
+    expected = mean_activations(tiny_model, data.retain_stats, ["mlp"])
+    assert mask.fill == "mean" and all(torch.allclose(mask.means[n], v) for n, v in expected.items())
+    with pytest.raises(ValueError, match="other settings .*fill"):
+        prune(tiny_model, PruningConfig(**base), data=data, out_dir=tmp_path / "mean", resume=True, progress=False)
