@@ -45,14 +45,19 @@ def weight_sites(model: TransformerBridge, layers: list[int], matrices: tuple[st
 
 
 class _Keep(nn.Module):
-    """Parametrization ``W -> W * keep``; ``keep`` is swapped in before each forward pass."""
+    """Parametrization ``W -> W * keep``; ``keep`` is swapped in before each forward pass.
+
+    ``masked``, when set, is that product computed once for the forwards of a training step (see
+    :meth:`WeightRemover.set_keep`), returned as it is.
+    """
 
     def __init__(self, keep: Tensor):
         super().__init__()
         self.keep = keep
+        self.masked: Tensor | None = None
 
     def forward(self, weight: Float[Tensor, "out inp"]) -> Float[Tensor, "out inp"]:
-        return weight * self.keep.to(weight.dtype)
+        return self.masked if self.masked is not None else weight * self.keep.to(weight.dtype)
 
 
 class WeightRemover(AbstractContextManager):
@@ -68,8 +73,29 @@ class WeightRemover(AbstractContextManager):
         self.params = {name: _Keep(k) for name, k in keep.items()}
 
     def set_keep(self, keep: dict[str, Float[Tensor, "out inp"]]) -> None:
+        """Multiply by ``keep`` from now on; a ``keep`` that requires a gradient is a training step's.
+
+        A training step runs several forward passes with one ``keep``. Its product ``W * keep`` is
+        then computed here once, as a leaf that gathers every pass's gradient, and
+        :meth:`keep_grads` multiplies that by ``W`` once: one product and one multiply per step, not
+        per forward pass (each the size of the masked weights).
+        """
         for name, k in keep.items():
-            self.params[name].keep = k
+            p = self.params[name]
+            p.keep = k
+            p.masked = None  # the previous step's product goes before this one is made
+            if k.requires_grad:
+                weight = self._original(name)
+                p.masked = (weight * k.detach().to(weight.dtype)).requires_grad_()
+
+    def keep_grads(self) -> dict[str, Float[Tensor, "out inp"]]:
+        """The gradient on each site's ``keep`` of the backward passes since :meth:`set_keep`
+        (``dL/dkeep = dL/d(W * keep) * W``), for the sites that received one."""
+        return {name: p.masked.grad.mul_(self._original(name)).to(p.keep.dtype)
+                for name, p in self.params.items() if p.masked is not None and p.masked.grad is not None}
+
+    def _original(self, name: str) -> Tensor:
+        return weight_module(self.model, name).parametrizations.weight.original
 
     def __enter__(self) -> WeightRemover:
         entered = []

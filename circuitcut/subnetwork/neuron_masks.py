@@ -28,6 +28,7 @@ class NeuronRemover(AbstractContextManager):
     def __init__(self, model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron"]]):
         self.model = model
         self.shape = ModelShape.of(model)
+        self.keep = keep
         self.hooks = {name: ScaleHook(self._shaped(name, k)) for name, k in keep.items()}
         self._stack = ExitStack()
 
@@ -35,8 +36,13 @@ class NeuronRemover(AbstractContextManager):
         return keep.reshape(self.shape.neuron_shape(neuron_site(name)[1]))
 
     def set_keep(self, keep: dict[str, Float[Tensor, " neuron"]]) -> None:
+        self.keep = keep
         for name, k in keep.items():
             self.hooks[name].scale = self._shaped(name, k)
+
+    def keep_grads(self) -> dict[str, Float[Tensor, " neuron"]]:
+        """The gradient on each site's ``keep`` of the backward passes since :meth:`set_keep`."""
+        return {name: k.grad for name, k in self.keep.items() if k.grad is not None}
 
     def __enter__(self) -> NeuronRemover:
         self._stack.enter_context(self.model.hooks(fwd_hooks=list(self.hooks.items())))

@@ -62,7 +62,7 @@ class _GumbelSTE(torch.autograd.Function):
         u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
         ctx.save_for_backward(scores, state)
         ctx.noise, ctx.temperature = noise, temperature
-        return (_logistic_input(scores, u, noise, temperature) > 0).to(scores.dtype)
+        return _logistic_input(scores, u, noise, temperature).gt_(0)  # 1.0 or 0.0, in the draw's buffer
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:

@@ -177,7 +177,7 @@ class SubnetworkTrainer:
                 kl = topk_kl(ref.lm_index[w : w + 1].to(logits.device), ref.lm_logp[w : w + 1].to(logits.device), logits)
                 (c.control_lm_weight * kl / len(windows)).backward()
                 terms["control_lm"] += kl.detach().cpu() / len(windows)
-        push = {n: k.grad for n, k in keep.items() if k.grad is not None}  # -dL/dm, as m = 1 - keep
+        push = masker.keep_grads()  # -dL/dm, as m = 1 - keep
         self.push.update(push)
         if push:  # dL/dm = -dL/dkeep, negated in place: no temporary the size of the scores
             torch.autograd.backward([masks[n] for n in push], [g.neg_() for g in push.values()])
