@@ -5,8 +5,8 @@ The public API, one name per job (each has a runnable example in its docstring):
 - :func:`load_model`: a TransformerLens ``TransformerBridge``, offline for the embedded default.
 - :func:`corpus_windows`: token windows of a named corpus, with disjoint stats/eval splits.
 - :func:`collect_stats`: streaming per-neuron statistics collected by hooks.
-- :class:`NeuronMask`: removed neurons, ``remaining(model)`` as hooks or ``remove_from(model)`` as weight
-  surgery, saved with the model shape.
+- :class:`Mask`: what a method removes (neurons or weights), ``remaining(model)`` as hooks or
+  ``remove_from(model)`` as weight surgery, zero or mean fill, saved with the model shape.
 - :class:`PruningConfig`, :func:`prune`, :class:`PruningResult`: selective pruning.
 - :class:`SubnetworkConfig`, :func:`find_subnetwork`, :class:`SubnetworkResult`: knowledge-critical
   subnetworks.
@@ -28,7 +28,7 @@ __all__ = [
     "load_model",
     "corpus_windows",
     "collect_stats",
-    "NeuronMask",
+    "Mask",
     "PruningConfig",
     "prune",
     "PruningResult",
@@ -39,7 +39,7 @@ __all__ = [
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "circuitcut.data.corpora": ("corpus_windows",),
-    "circuitcut.masks": ("NeuronMask",),
+    "circuitcut.masks": ("Mask",),
     "circuitcut.models": ("load_model",),
     "circuitcut.pruning": ("PruningConfig", "PruningResult", "prune"),
     "circuitcut.stats": ("collect_stats",),
@@ -48,7 +48,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 
 if TYPE_CHECKING:  # what type checkers and editors see, as the eager imports were
     from circuitcut.data.corpora import corpus_windows
-    from circuitcut.masks import NeuronMask
+    from circuitcut.masks import Mask
     from circuitcut.models import load_model
     from circuitcut.pruning import PruningConfig, PruningResult, prune
     from circuitcut.stats import collect_stats

@@ -69,17 +69,19 @@ def cmd_ppl(args) -> None:
         print(f"{corpus:10s} {m.n_tokens:7d} {m.top1:5.1f}% {m.top10:5.1f}% {m.loss:6.3f} {m.perplexity:7.2f}")
 
 
-def _pruning_config(args):
-    """The run's config, with both corpora checked before the model takes time to load."""
-    from circuitcut.data.corpora import load_documents
-    from circuitcut.pruning import PruningConfig
+DEMO = {"steps": 3, "tokens": 4096}
+"""The demo's settings where they differ from PruningConfig's defaults (a short run)."""
 
-    config = PruningConfig(
-        forget=args.forget, retain=args.retain, sites=args.sites, importance=args.importance,
-        steps=args.steps, frac=args.frac, tokens=args.tokens, window=args.window,
-        one_shot=args.one_shot, baseline=args.baseline == "random", seed=args.seed, batch_size=args.batch_size,
-        stats_on_eval=args.stats_on_eval,
-    )
+
+def _pruning_config(args, defaults: dict):
+    """The run's config (``defaults`` with the flags given laid over them), with both corpora checked before the
+    model takes time to load."""
+    from circuitcut.config_args import config_overrides, fields_as_flags
+    from circuitcut.data.corpora import load_documents
+    from circuitcut.pruning.config import PruningConfig
+
+    with fields_as_flags(PruningConfig):
+        config = PruningConfig(**{**defaults, **config_overrides(args, PruningConfig)})
     load_documents(config.forget), load_documents(config.retain)
     return config
 
@@ -89,7 +91,7 @@ def cmd_prune(args) -> None:
     from circuitcut.runs import check_out_folder
 
     check_out_folder(args.out, resume=args.resume)
-    config = _pruning_config(args)
+    config = _pruning_config(args, {})
     model = _load(args)
     start = time.perf_counter()
     result = prune(model, config, out_dir=args.out, resume=args.resume)
@@ -105,7 +107,7 @@ def cmd_demo(args) -> None:
     from circuitcut.sites import ModelShape
 
     check_out_folder(args.out)
-    config = _pruning_config(args)
+    config = _pruning_config(args, DEMO)
     model = _load(args)
     print(ModelShape.of(model).describe(), "\n")
     print(f"Selective pruning: forget {config.forget}, retain {config.retain}, {config.sites} neurons, "
@@ -176,29 +178,19 @@ def cmd_relearn(args) -> None:
     print(f"wrote {args.run_dir}/relearn.json and relearn.html in {time.perf_counter() - start:.0f} s")
 
 
-def _prune_args(p: argparse.ArgumentParser, **defaults) -> None:
-    _model_args(p)
-    p.add_argument("--forget", default="python", metavar="CORPUS",
-                   help="corpus to forget: python, code, prose, a path or hf:NAME")
-    p.add_argument("--retain", default="prose", metavar="CORPUS", help="corpus to retain")
-    p.add_argument("--sites", default="mlp", metavar="K1,K2", help="neuron site kinds: mlp, attn_v, attn_z")
-    p.add_argument("--importance", default="abs", choices=["freq", "abs", "rms", "std"],
-                   help="how a neuron's importance to each corpus is measured")
-    p.add_argument("--steps", type=int, default=defaults.get("steps", 5), help="pruning steps")
-    p.add_argument("--frac", type=float, default=0.02, help="fraction of each site kind's neurons removed per step")
-    p.add_argument("--tokens", type=int, default=defaults.get("tokens", 8192),
-                   help="tokens per dataset for statistics, and again for evaluation")
-    p.add_argument("--window", type=int, default=128, help="window length in tokens")
-    p.add_argument("--one-shot", action="store_true", help="rank once on the unpruned model")
-    p.add_argument("--baseline", default="random", choices=["random", "none"],
-                   help="prune random neurons alongside, for comparison")
-    p.add_argument("--seed", type=int, default=0, help="seeds the windows and the random baseline")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    p.add_argument("--stats-on-eval", action="store_true",
-                   help="collect statistics in the evaluation passes (half the passes; splits no longer disjoint)")
-    p.add_argument("--out", default=defaults.get("out", "runs/prune"), metavar="FOLDER", help="run folder")
-    if defaults.get("resume_flag", True):  # the demo always resumes its folder
-        p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+def _prune_args(p: argparse.ArgumentParser, defaults: dict, out: str, resume_flag: bool = True) -> None:
+    """The run's own flags, then every PruningConfig field (its default laid over by ``defaults``), each in the
+    group the field names."""
+    from circuitcut.config_args import add_config_args
+    from circuitcut.pruning.config import FLAG_GROUPS, PruningConfig
+
+    groups = {name: p.add_argument_group(name, description) for name, description in FLAG_GROUPS.items()}
+    run = groups["run"]
+    _model_args(run)
+    run.add_argument("--out", default=out, metavar="FOLDER", help="run folder")
+    if resume_flag:  # the demo always resumes its folder
+        run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    add_config_args(groups, PruningConfig, shown=PruningConfig(**defaults))
 
 
 def _subnet_args(p: argparse.ArgumentParser) -> None:
@@ -253,9 +245,9 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=4096, help="evaluation tokens per corpus")
     p.add_argument("--seed", type=int, default=0, help="seeds which windows are drawn")
 
-    _prune_args(command("prune", cmd_prune, "selective pruning with a random baseline"))
+    _prune_args(command("prune", cmd_prune, "selective pruning with a random baseline"), {}, "runs/prune")
     _prune_args(command("demo", cmd_demo, "the main job: a short selective-pruning run next to random pruning"),
-                steps=3, tokens=4096, out="runs/demo", resume_flag=False)
+                DEMO, "runs/demo", resume_flag=False)
 
     _subnet_args(command(
         "subnet", cmd_subnet, "find a knowledge-critical subnetwork for a knowledge-graph target",

@@ -7,7 +7,9 @@ preset:
 
 * ``int``, ``float``, ``str``: as is (metavar ``N``, ``FLOAT``, ``NAME``); a ``Literal`` gives its choices;
 * ``X | None``: ``none`` means ``None``;
-* ``tuple[...]``: comma-separated (``--layers 15,16,17`` or a range ``--layers 15-29``).
+* ``tuple[...]``: comma-separated (``--layers 15,16,17`` or a range ``--layers 15-29``);
+* ``dict[str, float]``: comma-separated ``key=value`` pairs (``--eps mlp=1e-3,attn_v=1e-4``; ``none``: empty);
+* ``bool``: a switch and its negation (``--one-shot``, ``--no-one-shot``).
 
 A flag's help is the summary of its field's docstring (the text before the first blank line), with
 the reST quotes dropped and a quoted field name written as its flag.
@@ -70,10 +72,22 @@ def _items(text: str, item_type) -> tuple:
     return tuple(out)
 
 
+def _pairs(text: str, value_type) -> dict:
+    if text.lower() == "none":
+        return {}
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError(text)
+    return {key.strip(): value_type(value) for key, value in pairs}
+
+
 def _parser(annotation):
     """The argparse ``type`` for one field (a callable from the flag's text to the value)."""
     inner, optional = _parts(annotation)
-    if typing.get_origin(inner) is tuple:
+    if typing.get_origin(inner) is dict:
+        value = typing.get_args(inner)[1]
+        convert = lambda text: _pairs(text, value)  # noqa: E731
+    elif typing.get_origin(inner) is tuple:
         item = typing.get_args(inner)[0]
         convert = lambda text: _items(text, item)  # noqa: E731
     elif typing.get_origin(inner) is Literal:
@@ -97,7 +111,9 @@ def _metavar(annotation) -> str | None:
     inner, optional = _parts(annotation)
     if typing.get_origin(inner) is Literal:
         return None
-    if typing.get_origin(inner) is tuple:
+    if typing.get_origin(inner) is dict:
+        text = "K=FLOAT,..."
+    elif typing.get_origin(inner) is tuple:
         text = "N1,N2|A-B" if typing.get_args(inner)[0] is int else "A,B"
     else:
         text = TYPE_METAVARS[inner]
@@ -106,8 +122,12 @@ def _metavar(annotation) -> str | None:
 
 def typed(value) -> str:
     """A field's value as the user would type it after its flag."""
-    if value is None:
+    if value is None or value == {}:
         return "none"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, bool):
+        return str(value).lower()
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
@@ -131,9 +151,11 @@ def add_config_args(groups: dict[str, argparse._ArgumentGroup], cls, shown) -> N
         inner, _ = _parts(hints[f.name])
         choices = typing.get_args(inner) if typing.get_origin(inner) is Literal else None
         text = f"{_help(summaries[f.name], names)} (default: {typed(getattr(shown, f.name))})"
-        groups[f.metadata["group"]].add_argument(
-            flag(f.name), dest=f.name, type=_parser(hints[f.name]), default=argparse.SUPPRESS, choices=choices,
-            metavar=f.metadata.get("metavar") or _metavar(hints[f.name]), help=text.replace("%", "%%"))
+        kind = (dict(action=argparse.BooleanOptionalAction) if inner is bool else
+                dict(type=_parser(hints[f.name]), choices=choices,
+                     metavar=f.metadata.get("metavar") or _metavar(hints[f.name])))
+        groups[f.metadata["group"]].add_argument(flag(f.name), dest=f.name, default=argparse.SUPPRESS,
+                                                 help=text.replace("%", "%%"), **kind)
 
 
 def config_overrides(args: argparse.Namespace, cls) -> dict:

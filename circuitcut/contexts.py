@@ -13,7 +13,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.forward import stream
-from circuitcut.masks import Hook
+from circuitcut.hooks import Hook
 from circuitcut.sites import SiteKind, hook_name
 
 Ranking = Literal["max", "min", "abs"]

@@ -14,7 +14,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.masks import Hook
+from circuitcut.hooks import Hook
 from circuitcut import distributed
 from circuitcut.forward import TokenHook, stream
 

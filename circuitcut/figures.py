@@ -150,7 +150,7 @@ def pruning_figures(model: TransformerBridge, result: PruningResult, context_tok
     # Rank as the importance does: "freq" counts positive activations, the others magnitudes.
     contexts = top_activating_contexts(model, windows, layer, neuron,
                                        rank_by="max" if config.importance == "freq" else "abs")
-    per_layer = result.masks["selective"].per_layer()["mlp"]
+    per_layer = result.masks["selective"].by_kind()["mlp"].sum(1).tolist()
     top_layers = sorted(range(len(per_layer)), key=lambda i: -per_layer[i])[:3]
     eps = config.eps_for("mlp")
     return {
@@ -174,7 +174,7 @@ def pruning_figures(model: TransformerBridge, result: PruningResult, context_tok
             f"sorted within each layer; the highest is layer {layer} neuron {neuron} "
             f"(mean |activation| {float(forget[layer, neuron]):.3g} on Python vs {float(retain[layer, neuron]):.3g} "
             f"on prose).")),
-        "importance_scatter": (importance_scatter(forget, retain, result.masks["selective"].removed["mlp"]), (
+        "importance_scatter": (importance_scatter(forget, retain, result.masks["selective"].by_kind()["mlp"]), (
             f"Forget (Python) vs retain (prose) mean |activation| of every feed-forward neuron, coloured by "
             f"layer; the {sum(per_layer)} selectively pruned neurons in red.")),
         "neuron_contexts": (neuron_contexts(contexts), (
@@ -253,7 +253,7 @@ def subnetwork_figures(subnetworks: dict[str, SubnetworkResult], pruning: Prunin
         "subnetwork_selection": _selection(first),
         "subnetwork_tradeoff": _tradeoff(subnetworks),
         "subnetwork_anatomy": _anatomy(first),
-        "subnetwork_neurons_per_layer": (neurons_per_layer({"learned " + first_label: first.mask.to_neuron_mask(),
+        "subnetwork_neurons_per_layer": (neurons_per_layer({"learned " + first_label: first.mask,
                                                             "selective pruning (Python)": selective}),
                                          "Learned subnetwork neurons per layer beside the selectively pruned ones."),
         "selective_vs_learned": (

@@ -12,7 +12,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.masks import Hook
+from circuitcut.hooks import Hook
 from circuitcut.sites import neuron_site
 
 

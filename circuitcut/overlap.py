@@ -1,9 +1,8 @@
 """How much two unit sets agree: counts per layer and the Jaccard overlap |A & B| / |A | B|.
 
-A unit set is any method's removal as ``site name -> bool tensor`` (``True`` = in the set):
-:func:`as_units` turns a :class:`~circuitcut.masks.NeuronMask` or a learned subnetwork mask into one,
-so a selective-pruning neuron set and a learned neuron mask compare directly when they name the
-same sites.
+A unit set is any method's removal as ``site name -> bool tensor`` (``True`` = in the set), the
+``removed`` of a :class:`~circuitcut.masks.Mask`: a selective-pruning neuron set and a learned neuron
+mask name the same sites, so they compare directly.
 """
 
 from __future__ import annotations
@@ -13,24 +12,10 @@ from collections.abc import Mapping
 from jaxtyping import Bool
 from torch import Tensor
 
-from circuitcut.masks import NeuronMask
-from circuitcut.sites import hook_name, parse_site
+from circuitcut.sites import parse_site
 
 UnitSet = Mapping[str, Bool[Tensor, "..."]]
 """A set of units (weights or neurons) as boolean tensors keyed by site name (``blocks.L.<part>``)."""
-
-
-def as_units(units: UnitSet | NeuronMask | object) -> dict[str, Tensor]:
-    """Any method's mask as site name -> bool tensor (``True`` = in the set).
-
-    Accepts a plain mapping, a :class:`~circuitcut.masks.NeuronMask` (its removed neurons, one site
-    per layer and kind) or anything with a ``subnetwork`` mapping (a learned subnetwork mask).
-    """
-    if isinstance(units, NeuronMask):
-        return {hook_name(kind, layer): removed[layer]
-                for kind, removed in units.removed.items() for layer in range(removed.shape[0])}
-    units = getattr(units, "subnetwork", units)
-    return {name: m.bool().cpu() for name, m in units.items()}
 
 
 def _counts(x: Tensor, y: Tensor) -> tuple[int, int, int, int]:

@@ -37,6 +37,16 @@ DESCRIPTIONS = {
     "attn_v": "attention value neurons (attn.hook_v; one feeds every query head of its group)",
     "attn_z": "attention pre-out neurons (attn.hook_z)",
 }
+Granularity = Literal["weight", "neuron"]
+GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
+"""What a mask removes: single weights of weight matrices, or whole neurons of neuron sites."""
+Fill = Literal["zero", "mean"]
+FILLS: tuple[Fill, ...] = ("zero", "mean")
+"""What a removed neuron's activation becomes: zero, or its mean over a reference corpus (mean ablation)."""
+Importance = Literal["freq", "abs", "rms", "std"]
+IMPORTANCES: tuple[Importance, ...] = ("freq", "abs", "rms", "std")
+"""How a neuron's importance to a dataset is read from its statistics (:meth:`~circuitcut.stats.NeuronStats.importance`;
+named here, with no torch, for the command line)."""
 MATRICES: tuple[str, ...] = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out")
 """The weight-matrix parts of a block that weight masks can mask (``blocks.L.mlp.in``)."""
 

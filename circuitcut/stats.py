@@ -8,7 +8,6 @@ which makes data-parallel collection a reduction (sum) of the fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -17,11 +16,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut import distributed
 from circuitcut.forward import stream
-from circuitcut.masks import Hook
-from circuitcut.sites import ModelShape, SiteKind, check_kinds, hook_name
+from circuitcut.hooks import Hook
+from circuitcut.sites import IMPORTANCES, Importance, ModelShape, SiteKind, check_kinds, hook_name
 
-Importance = Literal["freq", "abs", "rms", "std"]
-IMPORTANCES: tuple[Importance, ...] = ("freq", "abs", "rms", "std")
 _SUMS = ("positive", "sum", "sum_abs", "sum_sq")
 
 

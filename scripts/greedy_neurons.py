@@ -1,20 +1,11 @@
-"""Greedy attribution: another way to pick neurons on a run's facts, to see whether its neuron front is the optimizer's.
+"""Greedy selection on a finished neuron-level run's facts, to see whether its neuron front is the optimizer's.
 
 Each neuron mask circuitcut learns sits on one front of target suppression against control damage.
-Is the front the learned optimizer's (Gumbel noise, Adam, the loss weights) or the neurons'? This
-picks neurons greedily instead, on the same training facts, by
-
-    score_i = rise of the target's tail NLL - control_weight * max(rise of the kept cost, 0)
-
-when neuron i is removed, the target counted, like the learned margin term, only over rows whose
-first tail token is still in the top ``suppress_rank``; the kept cost is the control facts' tail NLL
-(plus ``--lm-weight`` times that of a few training text windows). A first-order estimate of each rise
-(``-dL/dkeep_i``; ``keep`` scales the neuron's activation, 1 -> 0 is the removal) shortlists
-``--candidates`` neurons; each is then removed for real and the ``per_step`` best real scores join
-the removed set (gradients and trials are taken on the model without the neurons removed so far).
-After each step the mask is scored on the run's evaluation data: target top-10 on its training and
-paraphrased rows, whole-tail dPPL of the trained-on and never-seen ControlKG facts and of ControlLM.
-Sweep ``--control-weights`` to trace the front; each finished curve is written to ``--out`` at once.
+Is the front the learned optimizer's (Gumbel noise, Adam, the loss weights) or the neurons'? This picks
+neurons greedily instead (:mod:`circuitcut.greedy`), on the same training facts, and scores the mask after
+each step on the run's evaluation data: target top-10 on its training and paraphrased rows, whole-tail
+dPPL of the trained-on and never-seen ControlKG facts and of ControlLM. Sweep ``--control-weights`` to
+trace the front; each finished curve is written to ``--out`` at once.
 
 ``--oracle`` keeps the never-seen control facts themselves (the evaluation's ``control_new``) in
 place of the training controls: a deliberate leak, which gives the best trade-off this selection can
@@ -28,152 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-from jaxtyping import Bool, Float, Int
-from torch import Tensor
-from transformer_lens.model_bridge import TransformerBridge
-
-from circuitcut.data.kg import KGBatch
+from circuitcut.greedy import CURVE_SETS, curve_point, greedy_masks
 from circuitcut.models import load_model
-from circuitcut.robustness.examples import Windows
-from circuitcut.sites import ModelShape
-from circuitcut.subnetwork import (
-    SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, run_data, saved_config,
-)
-from circuitcut.subnetwork.evaluation import changes, evaluate_model
-from circuitcut.subnetwork.neuron_masks import NeuronRemover, neuron_sites
+from circuitcut.subnetwork import SubnetworkResult, run_data, saved_config
+from circuitcut.subnetwork.evaluation import evaluate_model
 from circuitcut.threads import set_threads
-
-CURVE_SETS = ("target", "target_paraphrase", "control", "control_new", "lm")
-
-
-Keep = dict[str, Float[Tensor, " neuron"]]
-
-
-def mean_nll(model: TransformerBridge, keep: Keep, what: KGBatch | Int[Tensor, "window pos"]) -> Float[Tensor, ""]:
-    """Mean tail NLL of a KG batch, or mean next-token NLL of text windows, on the model scaled by ``keep``."""
-    with NeuronRemover(model, keep):
-        if isinstance(what, KGBatch):
-            return what.tail_nll(model(what.tokens[:, :-1]).float()).mean()
-        return Windows(what).loss(model, torch.arange(len(what)))
-
-
-@torch.no_grad()
-def pushed_rows(model: TransformerBridge, keep: Keep, batch: KGBatch, suppress_rank: int | None) -> KGBatch:
-    """The rows the margin term still pushes: first tail token within ``suppress_rank`` (all rows: ``None``)."""
-    if suppress_rank is None:
-        return batch
-    with NeuronRemover(model, keep):
-        pushed = batch.score(model(batch.tokens[:, :-1])).rank <= suppress_rank
-    return batch[pushed.nonzero().flatten()]
-
-
-def removal_effects(model: TransformerBridge, keep: Keep, loss: Callable[[Keep], Tensor]) -> tuple[Tensor, Keep]:
-    """``loss(keep)`` and the first-order rise of it when each kept neuron is removed: ``-dL/dkeep``
-    (zeros where the loss does not depend on ``keep``, e.g. no target row left to push)."""
-    keep = {name: k.detach().clone().requires_grad_() for name, k in keep.items()}
-    value = loss(keep)
-    if not value.requires_grad:
-        return value, {name: torch.zeros_like(k) for name, k in keep.items()}
-    grads = torch.autograd.grad(value, list(keep.values()))
-    return value.detach(), {name: -g for name, g in zip(keep, grads)}
-
-
-def greedy_step(
-    model: TransformerBridge,
-    removed: dict[str, Bool[Tensor, " neuron"]],
-    data: SubnetworkData,
-    *,
-    control_weight: float,
-    per_step: int,
-    suppress_rank: int | None,
-    candidates: int = 0,
-    lm_weight: float = 0.0,
-    lm_windows: int = 4,
-) -> dict[str, Bool[Tensor, " neuron"]]:
-    """``removed`` with the ``per_step`` kept neurons of best score added (across all sites).
-
-    The kept cost is the control facts' mean tail NLL plus ``lm_weight`` times the mean NLL of the
-    first ``lm_windows`` training text windows. With ``candidates`` > 0, the first-order score only
-    shortlists that many neurons; each is then removed for real (one at a time, beside those removed
-    so far) and the best real scores win: a neuron with large activations can cost far more than its
-    gradient says.
-    """
-    names, sizes = list(removed), [len(r) for r in removed.values()]
-    flat_removed = torch.cat(list(removed.values()))
-    keep = {name: (~r).float() for name, r in removed.items()}
-    pushed = pushed_rows(model, keep, data.target, suppress_rank)
-    text = data.lm[:lm_windows]
-
-    def target(keep: Keep) -> Tensor:
-        return mean_nll(model, keep, pushed) if len(pushed) else torch.zeros(())
-
-    def kept(keep: Keep) -> Tensor:
-        return mean_nll(model, keep, data.control) + (lm_weight * mean_nll(model, keep, text) if lm_weight else 0)
-
-    (base_t, rise_t), (base_k, rise_k) = removal_effects(model, keep, target), removal_effects(model, keep, kept)
-    first_order = torch.cat([rise_t[n] - control_weight * rise_k[n].clamp(min=0) for n in names])
-    first_order = first_order.masked_fill(flat_removed, -torch.inf)
-    if candidates > 0:
-        shortlist = first_order.topk(candidates).indices
-        with torch.no_grad():
-            real = []
-            for i in shortlist.tolist():
-                trial = (~flat_removed).float()
-                trial[i] = 0
-                trial_keep = dict(zip(names, trial.split(sizes)))
-                cost = (kept(trial_keep) - base_k).clamp(min=0)
-                real.append(float(target(trial_keep) - base_t - control_weight * cost))
-        picked = shortlist[torch.tensor(real).topk(per_step).indices]
-    else:
-        picked = first_order.topk(per_step).indices
-    flat = flat_removed.clone()
-    flat[picked] = True
-    return dict(zip(names, flat.split(sizes)))
-
-
-def curve_point(model: TransformerBridge, mask: SubnetworkMask, data: SubnetworkData, original: dict) -> dict:
-    """Target top-10 (training, paraphrased) and control dPPL (trained-on and never-seen facts, text) of
-    the model without ``mask``, and the neurons it removes."""
-    remaining = evaluate_model(model, data, mask, sets=CURVE_SETS)
-    change = changes({n: original[n] for n in remaining}, remaining)
-    return {
-        "neurons": mask.n_subnetwork(),
-        "per_layer": {layer: n["subnetwork"] for layer, n in mask.per_layer().items() if n["subnetwork"]},
-        "target_top10": remaining["target"]["top10"],
-        "paraphrase_top10": remaining["target_paraphrase"]["top10"],
-        "target_dppl": change["target"]["dppl"],
-        "control_dppl": change["control"]["dppl"],
-        "control_new_dppl": change["control_new"]["dppl"],
-        "lm_dppl": change["lm"]["dppl"],
-        "removed": {name: m.nonzero().flatten().tolist() for name, m in mask.subnetwork.items() if m.any()},
-    }
 
 
 def _line(point: dict) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in point.items() if isinstance(v, float | int))
-
-
-def greedy_curve(
-    model: TransformerBridge, config: SubnetworkConfig, data: SubnetworkData, *, control_weight: float,
-    steps: int, per_step: int, candidates: int, lm_weight: float, original: dict,
-) -> list[dict]:
-    """The curve of :func:`curve_point` after each greedy step."""
-    shape = ModelShape.of(model)
-    sites = neuron_sites(shape, list(config.resolved_layers(shape)), config.neuron_kinds)
-    removed = {name: torch.zeros(size, dtype=torch.bool) for name, size in sites.items()}
-    curve = []
-    for _ in range(steps):
-        removed = greedy_step(model, removed, data, control_weight=control_weight, per_step=per_step,
-                              suppress_rank=config.suppress_rank, candidates=candidates, lm_weight=lm_weight)
-        mask = SubnetworkMask(shape, "neuron", removed)
-        curve.append(curve_point(model, mask, data, original))
-        print(f"  {_line(curve[-1])}", flush=True)
-    return curve
 
 
 def main() -> None:
@@ -211,8 +68,11 @@ def main() -> None:
         print(f"learned mask: {_line(out['learned'])}")
     for weight in (float(w) for w in args.control_weights.split(",")):
         print(f"control weight {weight}:")
-        curve = greedy_curve(model, config, data, control_weight=weight, steps=args.steps, per_step=args.per_step,
-                             candidates=args.candidates, lm_weight=args.lm_weight, original=original)
+        curve = []
+        for mask in greedy_masks(model, config, data, control_weight=weight, steps=args.steps,
+                                 per_step=args.per_step, candidates=args.candidates, lm_weight=args.lm_weight):
+            curve.append(curve_point(model, mask, data, original))
+            print(f"  {_line(curve[-1])}", flush=True)
         out["curves"][str(weight)] = curve
         if args.out:
             Path(args.out).write_text(json.dumps(out, indent=1))

@@ -23,6 +23,7 @@ import torch
 from circuitcut.data.kg import KGBatch, Triplet, score_pairs
 from circuitcut.models import load_model
 from circuitcut.subnetwork import SubnetworkResult, run_data
+from circuitcut.subnetwork.report import bootstrap_dppl
 from circuitcut.threads import set_threads
 
 
@@ -43,15 +44,6 @@ def target_report(name: str, batch: KGBatch, rank: torch.Tensor) -> str:
     lines += [f"    rank {int(rank[i])}  {batch.prompts[i]}|{batch.continuations[i]}{'  (named)' if named[i] else ''}"
               for i in left]
     return "\n".join(lines)
-
-
-def bootstrap_dppl(increase: torch.Tensor, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95 % interval of the dPPL (percent) over resamples of the facts: how far a 100-fact figure can move."""
-    gen = torch.Generator().manual_seed(seed)
-    rows = torch.randint(len(increase), (n, len(increase)), generator=gen)
-    dppl = 100 * (increase[rows].mean(-1).exp() - 1)
-    low, high = torch.quantile(dppl, torch.tensor([0.025, 0.975]))
-    return float(low), float(high)
 
 
 def damage_report(name: str, batch: KGBatch, increase: torch.Tensor, target_words: set[str], top: int) -> str:
@@ -87,7 +79,7 @@ def main() -> None:
         result = SubnetworkResult.load(run_dir, model)
         data = run_data(model, result.config, Path(run_dir))
         target_words = set().union(*_words(data.eval_kg["target"].continuations))
-        print(f"{run_dir} ({result.config.target}, {result.mask.n_subnetwork():,} {result.config.units}):")
+        print(f"{run_dir} ({result.config.target}, {result.mask.n_removed():,} {result.config.units}):")
         for name in ("target", "target_paraphrase"):
             batch = data.eval_kg[name]
             with result.mask.remaining(model):

@@ -29,7 +29,7 @@ def main() -> None:
     result = SubnetworkResult.load(args.run_dir, model)
     neurons = result.mask.touched_neurons()  # refuses a neuron-level run before anything slow
     data = run_data(model, result.config, Path(args.run_dir))
-    print(f"{result.mask.n_subnetwork():,} weights touch {neurons.n_subnetwork():,} feed-forward neurons; "
+    print(f"{result.mask.n_removed():,} weights touch {neurons.n_removed():,} feed-forward neurons; "
           "removing those neurons whole:")
     metrics = evaluate_subnetwork(model, neurons, data, random_seeds=args.random_seeds)
     print(format_report({**metrics, "target": result.config.target}))

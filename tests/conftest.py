@@ -13,6 +13,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 import circuitcut
 from circuitcut.models import EMBEDDED, embedded_checkpoint
 from model_files import TOKENIZER_FILES
+from subnetwork_helpers import write_planted_model
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +68,12 @@ def tiny_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
 def tiny_model(tiny_model_dir):
     """A fresh tiny bridge per test (tests may prune it in place)."""
     return circuitcut.load_model(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def planted_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny Llama with one neuron planted to carry one fact (:func:`subnetwork_helpers.write_planted_model`)."""
+    return write_planted_model(tiny_model_dir, tmp_path_factory.mktemp("planted"))
 
 
 @pytest.fixture(scope="session")

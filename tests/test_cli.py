@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from circuitcut.cli import main
-from circuitcut.masks import NeuronMask
+from circuitcut.masks import Mask
 from circuitcut.pruning import PruningResult
 
 
@@ -30,7 +30,7 @@ def test_prune_writes_history_masks_and_config_then_resumes(tiny_model, tiny_mod
     assert {"top1", "top10", "top1_skip", "loss"} <= set(history[-1]["forget"])
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["sites"] == ["mlp", "attn_v"] and config["forget"] == "python"
-    mask = NeuronMask.load(tmp_path / "run" / "selective_mask.safetensors", tiny_model)
+    mask = Mask.load(tmp_path / "run" / "selective_mask.safetensors", tiny_model)
     assert mask.fraction()["mlp"] > 0
     assert "selectivity (selective)" in capsys.readouterr().out
     # The same command again is refused; with --resume it finds nothing left to do.
@@ -113,7 +113,7 @@ def test_prune_reports_files_read_in_the_fallback_encoding(tiny_model_dir, tmp_p
         (docs / f"{i:02d}.txt").write_text(f"Document {i}. " + "words of text " * 40)
     (docs / "old.h").write_bytes("/* M\xfcller */ int x;\n".encode("latin-1"))
     args = ["prune", "--model", str(tiny_model_dir), "--device", "cpu", "--forget", str(docs), "--retain", "prose",
-            "--steps", "1", "--frac", "0.05", "--tokens", "256", "--window", "32", "--baseline", "none",
+            "--steps", "1", "--frac", "0.05", "--tokens", "256", "--window", "32", "--no-baseline",
             "--out", str(tmp_path / "run")]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -229,10 +229,36 @@ def test_docs_cli_md_is_current():
 
 def test_the_package_names_load_on_first_use():
     import circuitcut
+    import circuitcut.pruning
     import circuitcut.subnetwork
 
-    for package in (circuitcut, circuitcut.subnetwork):
+    for package in (circuitcut, circuitcut.pruning, circuitcut.subnetwork):
         assert all(getattr(package, name) is not None for name in package.__all__)
         assert set(package.__all__) <= set(dir(package))
     with pytest.raises(AttributeError):
         circuitcut.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("command", ["prune", "demo"])
+def test_every_pruning_field_is_a_flag_whose_default_is_the_configs(command):
+    """The prune flags were written by hand beside PruningConfig: eps and skip_common had none, and every
+    default was written twice."""
+    from circuitcut.cli import DEMO, _pruning_config, build_parser, commands
+    from circuitcut.pruning.config import PruningConfig
+
+    fields = {f.name for f in dataclasses.fields(PruningConfig)}
+    parser = commands(build_parser())[command]
+    assert fields <= {a.dest for a in parser._actions}
+    defaults = DEMO if command == "demo" else {}
+    assert _pruning_config(parser.parse_args([]), defaults) == PruningConfig(**defaults)
+    given = parser.parse_args(["--sites", "mlp,attn_v", "--eps", "mlp=0.01,attn_v=0.002", "--no-baseline",
+                               "--one-shot", "--fill", "mean", "--skip-common", "7"])
+    config = _pruning_config(given, defaults)
+    assert config.sites == ("mlp", "attn_v") and config.eps == {"mlp": 0.01, "attn_v": 0.002}
+    assert (config.baseline, config.one_shot, config.fill, config.skip_common) == (False, True, "mean", 7)
+    assert config.steps == PruningConfig(**defaults).steps
+
+
+def test_a_pruning_config_error_names_the_flag(tmp_path, capsys):
+    assert main(["prune", "--steps", "60", "--out", str(tmp_path / "p")]) == 2
+    assert "a smaller --frac" in capsys.readouterr().err

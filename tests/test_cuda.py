@@ -37,10 +37,10 @@ def test_pruning_on_cuda_removes_what_the_cpu_removes(models):
         layer, neuron = plant_forget_neuron(model)
         results[device] = prune(model, config, data=data, progress=False)
     cpu, cuda = results["cpu"], results["cuda"]
-    assert cuda.masks["selective"].removed["mlp"][layer, neuron]
+    assert cuda.masks["selective"].by_kind()["mlp"][layer, neuron]
     for method in ("selective", "random"):
         for site in config.sites:
-            assert torch.equal(cuda.masks[method].removed[site].cpu(), cpu.masks[method].removed[site])
+            assert torch.equal(cuda.masks[method].by_kind()[site].cpu(), cpu.masks[method].by_kind()[site])
     for a, b in zip(cpu.history, cuda.history):
         for corpus in ("forget", "retain"):
             assert b[corpus]["loss"] == pytest.approx(a[corpus]["loss"], rel=1e-4)
@@ -69,7 +69,7 @@ def test_a_cuda_run_saves_a_folder_the_cpu_loads(models, tmp_path, granularity):
     result = find_subnetwork(models["cuda"], config, tmp_path, progress=False, data=tiny_data(models["cuda"]))
     loaded = SubnetworkResult.load(tmp_path, models["cpu"])
     assert loaded.metrics["change"] == result.metrics["change"]
-    assert all(torch.equal(loaded.mask.subnetwork[n], m.cpu()) for n, m in result.mask.subnetwork.items())
+    assert all(torch.equal(loaded.mask.removed[n], m.cpu()) for n, m in result.mask.removed.items())
     # The same folder resumes on the GPU: every step is done, so nothing trains and the result is the same.
     again = find_subnetwork(models["cuda"], config, tmp_path, progress=False, data=tiny_data(models["cuda"]))
     assert again.history == result.history

@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 import circuitcut
 from circuitcut import distributed
 from circuitcut.evaluate import evaluate_tokens
-from circuitcut.masks import NeuronMask
+from circuitcut.masks import Mask
 from circuitcut.pruning import PruningConfig, PruningData, PruningResult, prune
 from circuitcut.sites import ModelShape, hook_name
 from circuitcut.forward import stream
@@ -71,7 +71,7 @@ def _run_all(model, data: dict, run_dir: Path) -> dict:
         "count": stats.count,
         "sums": {k: torch.stack(s.tensors()) for k, s in stats.sums.items()},
         "metrics": metrics.to_dict(),
-        "masks": {m: mask.removed for m, mask in result.masks.items()},
+        "masks": {m: mask.by_kind() for m, mask in result.masks.items()},
         "history": result.history,
         "grad": _mask_gradient(model, data["train"]),
         "trained": _trained_scores(model),
@@ -147,7 +147,7 @@ def test_two_gloo_ranks_equal_one_process(tiny_model_dir, tmp_path):
     # Only rank 0 wrote the run folder, and it is the single-process run's.
     saved = PruningResult.load(tmp_path / "run")
     for method, removed in single["masks"].items():
-        assert torch.equal(saved.masks[method].removed["mlp"], removed["mlp"])
+        assert torch.equal(saved.masks[method].by_kind()["mlp"], removed["mlp"])
     _assert_history_close(saved.history, single["history"])
 
 
@@ -172,13 +172,13 @@ def test_bfloat16_model_keeps_float64_statistics(tiny_model, tiny_model_dir):
     assert math.isfinite(m16.loss) and abs(m16.loss - m32.loss) < 0.05
     config = PruningConfig(**{**PRUNING, "steps": 1})
     result = prune(half, config, data=_data()["pruning"], progress=False)
-    assert int(result.masks["selective"].removed["mlp"].sum()) == round(0.05 * 2 * half.cfg.d_mlp)
+    assert int(result.masks["selective"].by_kind()["mlp"].sum()) == round(0.05 * 2 * half.cfg.d_mlp)
 
 
 def test_early_stop_changes_nothing_but_the_work(tiny_model):
     tokens = windows(0, 1000, 6, n=4)
-    mask = NeuronMask.empty(ModelShape.of(tiny_model), ["mlp"])
-    mask.removed["mlp"][0, :10] = True
+    mask = Mask.empty(ModelShape.of(tiny_model), ["mlp"])
+    mask.removed[hook_name("mlp", 0)][:10] = True
     with torch.inference_mode():
         before = tiny_model(tokens)
     full = NeuronStats.empty(ModelShape.of(tiny_model), KINDS)
@@ -212,5 +212,5 @@ def test_statistics_from_evaluation_passes_equal_statistics_on_the_evaluation_sp
     same_tokens = PruningData(data.forget_eval, data.retain_eval, data.forget_eval, data.retain_eval)
     separate = prune(tiny_model, config, data=same_tokens, progress=False)
     for kind in ("mlp", "attn_v"):
-        assert torch.equal(shared.masks["selective"].removed[kind], separate.masks["selective"].removed[kind])
+        assert torch.equal(shared.masks["selective"].by_kind()[kind], separate.masks["selective"].by_kind()[kind])
     _assert_history_close(shared.history, separate.history)

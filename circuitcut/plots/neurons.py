@@ -14,24 +14,25 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from circuitcut.contexts import NeuronContexts
-from circuitcut.masks import NeuronMask
+from circuitcut.masks import Mask
 from circuitcut.plots._common import PALETTE, compact, finish, layer_axis, log_axis
 from circuitcut.sites import DESCRIPTIONS, SiteKind
 
 
-def neurons_per_layer(masks: NeuronMask | Mapping[str, NeuronMask], title: str | None = None) -> go.Figure:
+def neurons_per_layer(masks: Mask | Mapping[str, Mask], title: str | None = None) -> go.Figure:
     """Removed (or masked) neurons per layer and site kind: counts above, percent of the layer below.
 
     ``masks`` maps a label (``selective``, ``random``, a learned subnetwork ...) to its mask; one
-    bar group per label and site kind.
+    bar group per label and site kind. Neuron masks only: a weight mask's neurons are ``mask.touched_neurons()``.
     """
-    masks = {"removed": masks} if isinstance(masks, NeuronMask) else dict(masks)
+    masks = {"removed": masks} if isinstance(masks, Mask) else dict(masks)
+    per_kind = {label: mask.by_kind() for label, mask in masks.items()}
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=("neurons per layer", "percent of the layer's neurons"))
-    kinds = list(dict.fromkeys(k for m in masks.values() for k in m.removed))
+    kinds = list(dict.fromkeys(k for m in per_kind.values() for k in m))
     n_layers = next(iter(masks.values())).shape.n_layers
-    for i, (label, mask) in enumerate(masks.items()):
-        for j, (kind, removed) in enumerate(mask.removed.items()):
+    for i, (label, by_kind) in enumerate(per_kind.items()):
+        for j, (kind, removed) in enumerate(by_kind.items()):
             counts = removed.sum(dim=1)
             name = f"{label} · {kind}" if len(kinds) > 1 else label
             style = dict(name=name, legendgroup=name, marker_color=PALETTE[i % len(PALETTE)],
@@ -40,7 +41,7 @@ def neurons_per_layer(masks: NeuronMask | Mapping[str, NeuronMask], title: str |
             fig.add_bar(x=layers, y=counts.numpy(), row=1, col=1, hovertemplate="layer %{x}: %{y} neurons", **style)
             fig.add_bar(x=layers, y=(100 * counts / removed.shape[1]).numpy(), row=2, col=1, showlegend=False,
                         hovertemplate="layer %{x}: %{y:.2f}% of " + f"{removed.shape[1]} {kind} neurons", **style)
-    total = ", ".join(f"{label}: {sum(int(v.sum()) for v in m.removed.values())}" for label, m in masks.items())
+    total = ", ".join(f"{label}: {m.n_removed()}" for label, m in masks.items())
     fig.update_xaxes(**layer_axis(n_layers))
     fig.update_xaxes(title_text="layer", row=2, col=1)
     fig.update_yaxes(title_text="neurons", row=1, col=1)

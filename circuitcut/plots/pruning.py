@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 from circuitcut.plots._common import FORGET, PALETTE, RETAIN, finish, log_axis
 from circuitcut.pruning import PruningResult
-from circuitcut.pruning_report import drop
+from circuitcut.pruning.report import drop
 
 METRIC_LABELS = {
     "top1": "top-1 accuracy (%)", "top10": "top-10 accuracy (%)",

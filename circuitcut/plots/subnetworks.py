@@ -1,9 +1,7 @@
 """Views of unit sets (learned subnetworks, pruned neurons): where they sit, and how much two agree.
 
-Every view takes plain ``site name -> bool tensor`` mappings (``True`` = in the set), or anything
-:func:`~circuitcut.overlap.as_units` turns into one: a learned subnetwork mask, a
-:class:`~circuitcut.masks.NeuronMask`. So a selective-pruning neuron set and a learned neuron mask
-compare directly, as long as they name the same sites.
+Every view takes :class:`~circuitcut.masks.Mask` objects, whichever method made them: a selective-pruning
+neuron set and a learned neuron mask compare directly, as long as they name the same sites.
 """
 
 from __future__ import annotations
@@ -16,20 +14,20 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from circuitcut.evaluate import sparsity_text
-from circuitcut.overlap import UnitSet, as_units, chance_jaccard, jaccard, overlap_by_layer
+from circuitcut.masks import Mask
+from circuitcut.overlap import chance_jaccard, jaccard, overlap_by_layer
 from circuitcut.plots._common import PALETTE, finish, log_axis, part_label
 from circuitcut.sites import parse_site
 
 
-def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.Figure:
+def subnetwork_anatomy(mask: Mask, title: str | None = None) -> go.Figure:
     """Percent of each layer's units in the set, per weight matrix (q k v o gate in out) or neuron kind.
 
     Left: a layer x matrix heatmap of percent in the subnetwork; right: the subnetwork's units per
     layer, all matrices together.
     """
-    units = as_units(units)
     counts: dict[tuple[int, str], tuple[int, int]] = {}
-    for name, m in units.items():
+    for name, m in mask.removed.items():
         counts[parse_site(name)] = (int(m.sum()), m.numel())
     layers = sorted({layer for layer, _ in counts})
     parts = list(dict.fromkeys(part for _, part in sorted(counts, key=lambda lp: lp[0])))
@@ -60,17 +58,16 @@ def subnetwork_anatomy(units: UnitSet | object, title: str | None = None) -> go.
                   height=max(420, 24 * len(layers) + 160))
 
 
-def overlap_summary(a: UnitSet | object, b: UnitSet | object) -> dict:
+def overlap_summary(a: Mask, b: Mask) -> dict:
     """Over the sites both cover: units only in a, in both, only in b, the Jaccard and its random-set level."""
-    per_layer = overlap_by_layer(as_units(a), as_units(b))
+    per_layer = overlap_by_layer(a.removed, b.removed)
     only_a, both, only_b, n = (sum(c[i] for c in per_layer.values()) for i in range(4))
     return {"only_a": only_a, "both": both, "only_b": only_b, "units": n, "jaccard": jaccard(only_a, both, only_b),
             "chance": chance_jaccard(only_a + both, only_b + both, n)}
 
 
-def jaccard_matrix(sets: Mapping[str, UnitSet | object], title: str | None = None) -> go.Figure:
+def jaccard_matrix(sets: Mapping[str, Mask], title: str | None = None) -> go.Figure:
     """Pairwise Jaccard overlap |A & B| / |A | B| of several sets (targets, seeds, methods), annotated."""
-    sets = {label: as_units(s) for label, s in sets.items()}
     labels = list(sets)
     values = np.eye(len(labels))
     chance = np.eye(len(labels))
@@ -94,15 +91,14 @@ def jaccard_matrix(sets: Mapping[str, UnitSet | object], title: str | None = Non
 
 
 def overlap_per_layer(
-    sets: Mapping[str, UnitSet | object], pairs: Sequence[tuple[str, str]] | None = None, title: str | None = None
+    sets: Mapping[str, Mask], pairs: Sequence[tuple[str, str]] | None = None, title: str | None = None
 ) -> go.Figure:
     """Jaccard overlap per layer for pairs of sets (all pairs by default), with the random-set level dotted."""
-    sets = {label: as_units(s) for label, s in sets.items()}
     pairs = list(pairs) if pairs is not None else list(combinations(sets, 2))
     fig = go.Figure()
     layers: list[int] = []
     for i, (a, b) in enumerate(pairs):
-        per_layer = overlap_by_layer(sets[a], sets[b])
+        per_layer = overlap_by_layer(sets[a].removed, sets[b].removed)
         layers = list(per_layer)
         color = PALETTE[i % len(PALETTE)]
         fig.add_scatter(x=layers, y=[jaccard(*c[:3]) for c in per_layer.values()], mode="lines+markers",
@@ -117,14 +113,14 @@ def overlap_per_layer(
 
 
 def overlap_counts(
-    a: UnitSet | object, b: UnitSet | object, names: tuple[str, str] = ("selective pruning", "learned mask"),
+    a: Mask, b: Mask, names: tuple[str, str] = ("selective pruning", "learned mask"),
     title: str | None = None,
 ) -> go.Figure:
     """Per layer, units only in ``a``, in both, only in ``b`` (stacked), over the sites both cover.
 
     Made for a selective-pruning neuron set against a learned neuron mask, but any two sets do.
     """
-    per_layer = overlap_by_layer(as_units(a), as_units(b))
+    per_layer = overlap_by_layer(a.removed, b.removed)
     layers = list(per_layer)
     fig = go.Figure()
     for k, (label, color) in enumerate(((f"only {names[0]}", PALETTE[0]), ("both", PALETTE[3]),

@@ -84,7 +84,7 @@ def probe(model: TransformerBridge, run: SubnetRun, facts: dict[str, Facts], *, 
     negative = sorted(set().union(*(subjects(f.batch) for f in others)) - set(positive))
     negative = random.Random(seed).sample(negative, min(len(negative), len(positive)))
     words, labels = positive + negative, torch.tensor([1] * len(positive) + [0] * len(negative))
-    layers = sorted({int(name.split(".")[1]) for name in run.mask.subnetwork})
+    layers = sorted({int(name.split(".")[1]) for name in run.mask.removed})
     removals = [Removal("original", None), Removal("learned", run.mask)] + [
         Removal(f"random {s}", run.mask.random_like(s)) for s in range(random_seeds)]
     accuracy = {}

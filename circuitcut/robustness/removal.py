@@ -1,7 +1,7 @@
 """A removal held in place while the rest of the model trains: hooks, or surgery with frozen zeros.
 
-Any removal circuitcut makes (a selective-pruning :class:`~circuitcut.masks.NeuronMask`, a learned
-:class:`~circuitcut.subnetwork.SubnetworkMask`, or a random twin of either) is held in one of two ways:
+Any removal circuitcut makes (a :class:`~circuitcut.masks.Mask` of selective pruning, of a learned subnetwork,
+or a random twin of either) is held in one of two ways:
 
 * ``hooks``: the mask acts on activations (neurons) or multiplies the weights (weight-level
   subnetworks) inside a context, so whatever the optimiser does to the weights underneath,
@@ -22,8 +22,7 @@ from jaxtyping import Bool
 from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.masks import NeuronMask
-from circuitcut.subnetwork import SubnetworkMask
+from circuitcut.masks import Mask
 
 Hold = Literal["hooks", "surgery"]
 HOLDS: tuple[Hold, ...] = ("hooks", "surgery")
@@ -34,15 +33,11 @@ class Removal:
     """One removal to fine-tune under: a name for reports and its mask (``None``: the original model)."""
 
     name: str
-    mask: NeuronMask | SubnetworkMask | None
+    mask: Mask | None
 
     def size(self) -> int:
-        """Units removed: neurons for a neuron mask, weights or neurons for a subnetwork."""
-        if self.mask is None:
-            return 0
-        if isinstance(self.mask, NeuronMask):
-            return sum(int(v.sum()) for v in self.mask.removed.values())
-        return self.mask.n_subnetwork()
+        """Units removed: neurons or weights."""
+        return 0 if self.mask is None else self.mask.n_removed()
 
     @contextmanager
     def held(self, model: TransformerBridge, how: Hold) -> Iterator[None]:

@@ -13,11 +13,11 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data.kg import KGBatch
-from circuitcut.masks import NeuronMask
+from circuitcut.masks import Mask
 from circuitcut.pruning import PruningConfig, PruningResult
 from circuitcut.robustness.removal import Removal
 from circuitcut.runs import read_json
-from circuitcut.subnetwork import SubnetworkConfig, SubnetworkMask, SubnetworkResult
+from circuitcut.subnetwork import SubnetworkConfig, SubnetworkResult
 
 KG_FILE = "kg.pt"
 """The encoded facts a subnetwork run folder keeps (``{"key": ..., "kg": {"eval_kg": ...}}``)."""
@@ -30,8 +30,8 @@ class PruneRun:
     folder: Path
     config: PruningConfig
     step: int
-    selective: NeuronMask
-    random: NeuronMask
+    selective: Mask
+    random: Mask
 
     @property
     def kind(self) -> str:
@@ -56,7 +56,7 @@ class SubnetRun:
 
     folder: Path
     config: SubnetworkConfig
-    mask: SubnetworkMask
+    mask: Mask
     eval_kg: dict[str, KGBatch]
 
     @property
@@ -112,7 +112,7 @@ def _prune_run(folder: Path, step: int | None) -> PruneRun:
         step = PruningResult(config, history, {}).selectivity("selective")["step"]
     if not 1 <= step <= config.steps:
         raise ValueError(f"step={step}: {folder} has pruning steps 1-{config.steps}.")
-    masks = {m: NeuronMask.load(folder / "steps" / f"{m}_{step:03d}.safetensors") for m in ("selective", "random")}
+    masks = {m: Mask.load(folder / "steps" / f"{m}_{step:03d}.safetensors") for m in ("selective", "random")}
     return PruneRun(folder, config, step, masks["selective"], masks["random"])
 
 

@@ -25,7 +25,6 @@ __all__ = [
     "PRESETS",
     "SubnetworkConfig",
     "SubnetworkData",
-    "SubnetworkMask",
     "SubnetworkResult",
     "SubnetworkTrainer",
     "build_data",
@@ -49,7 +48,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "circuitcut.subnetwork.evaluation": ("compare", "evaluate_model", "evaluate_subnetwork"),
     "circuitcut.subnetwork.report": ("GOALS", "format_report", "missed_goals", "report_frame", "results_table",
                                       "seed_overlaps"),
-    "circuitcut.subnetwork.mask": ("SubnetworkMask",),
     "circuitcut.subnetwork.run": ("SubnetworkResult", "find_subnetwork", "run_data"),
     "circuitcut.subnetwork.trainer": ("SubnetworkTrainer",),
 })
@@ -58,7 +56,6 @@ if TYPE_CHECKING:  # what type checkers and editors see, as the eager imports we
     from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig, preset, saved_config
     from circuitcut.subnetwork.data import SubnetworkData, build_data
     from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
-    from circuitcut.subnetwork.mask import SubnetworkMask
     from circuitcut.subnetwork.report import (GOALS, format_report, missed_goals, report_frame, results_table,
                                              seed_overlaps)
     from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork, run_data

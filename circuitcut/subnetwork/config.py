@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from circuitcut.runs import config_from_dict, differing_settings, read_json
-from circuitcut.sites import MATRICES, ModelShape, check_kinds
+from circuitcut.sites import GRANULARITIES, MATRICES, Granularity, ModelShape, check_kinds
 
 if TYPE_CHECKING:  # the command line builds its flags from this module before torch is imported
     from transformer_lens.model_bridge import TransformerBridge
 
-Granularity = Literal["weight", "neuron"]
-GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
 Suppression = Literal["uniform", "unlikely", "margin"]
 SUPPRESSIONS: tuple[Suppression, ...] = ("uniform", "unlikely", "margin")
 SparsityMode = Literal["per_unit", "mean"]
@@ -354,7 +352,7 @@ class SubnetworkConfig:
     def sites(self, model: TransformerBridge) -> dict[str, tuple[int, ...]]:
         """Name and shape of every mask site this config masks on this model."""
         from circuitcut.subnetwork.neuron_masks import neuron_sites
-        from circuitcut.subnetwork.weight_masks import weight_sites
+        from circuitcut.weight_masks import weight_sites
 
         shape = ModelShape.of(model)
         layers = list(self.resolved_layers(shape))

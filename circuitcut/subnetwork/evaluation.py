@@ -22,8 +22,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.data.kg import KGBatch, score_pairs
 from circuitcut.evaluate import evaluate_tokens, percent
+from circuitcut.masks import Mask
 from circuitcut.subnetwork.data import SubnetworkData
-from circuitcut.subnetwork.mask import SubnetworkMask
 
 #: metrics whose relative change is reported, and the name of that change
 _CHANGES = {"ppl": "dppl", "ppl_first": "dppl_first", "top1": "dtop1", "top10": "dtop10"}
@@ -49,7 +49,7 @@ def kg_metrics(model: TransformerBridge, batch: KGBatch, batch_size: int = 64) -
 def evaluate_model(
     model: TransformerBridge,
     data: SubnetworkData,
-    mask: SubnetworkMask | None = None,
+    mask: Mask | None = None,
     sets: Collection[str] | None = None,
 ) -> dict:
     """Metrics of the original model (``mask=None``) or of the model without ``mask``'s subnetwork, on
@@ -80,7 +80,7 @@ def changes(original: dict, remaining: dict) -> dict:
 
 def evaluate_subnetwork(
     model: TransformerBridge,
-    mask: SubnetworkMask,
+    mask: Mask,
     data: SubnetworkData,
     *,
     random_seeds: int = 3,
@@ -147,6 +147,6 @@ def _spread(runs: list[dict]) -> dict:
     return out
 
 
-def compare(a: SubnetworkMask, b: SubnetworkMask) -> dict:
+def compare(a: Mask, b: Mask) -> dict:
     """Jaccard overlap of two subnetworks (overall, per layer, per site), with their sizes."""
-    return {**a.jaccard(b), "size_a": a.n_subnetwork(), "size_b": b.n_subnetwork()}
+    return {**a.jaccard(b), "size_a": a.n_removed(), "size_b": b.n_removed()}

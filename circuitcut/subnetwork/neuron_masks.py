@@ -1,4 +1,4 @@
-"""Neuron-level masks: scale a site's activations by ``keep = 1 - m`` with :class:`~circuitcut.masks.ScaleHook`.
+"""Neuron-level masks: scale a site's activations by ``keep = 1 - m`` with :class:`~circuitcut.hooks.ScaleHook`.
 
 A site is one layer's neurons of one kind, named by its hook (``blocks.L.mlp.hook_post``,
 ``blocks.L.attn.hook_v``), with the neurons flattened as everywhere in circuitcut.
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, ExitStack
 
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.masks import NeuronMask, ScaleHook
-from circuitcut.sites import SITE_KINDS, ModelShape, SiteKind, check_kinds, hook_name, neuron_site
+from circuitcut.hooks import ScaleHook
+from circuitcut.sites import ModelShape, SiteKind, check_kinds, hook_name, neuron_site
 
 NEURON_KINDS: tuple[SiteKind, ...] = ("mlp", "attn_v")
 
@@ -50,17 +50,3 @@ class NeuronRemover(AbstractContextManager):
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
-
-
-def to_neuron_mask(shape: ModelShape, subnetwork: dict[str, Bool[Tensor, " neuron"]]) -> NeuronMask:
-    """The subnetwork as a :class:`NeuronMask` whose removed neurons are the subnetwork's."""
-    mask = NeuronMask.empty(shape, sorted({neuron_site(n)[1] for n in subnetwork}, key=SITE_KINDS.index))
-    for name, m in subnetwork.items():
-        layer, kind = neuron_site(name)
-        mask.removed[kind][layer] = m.bool().cpu()
-    return mask
-
-
-def remove_neurons(model: TransformerBridge, subnetwork: dict[str, Bool[Tensor, " neuron"]]) -> None:
-    """Permanent surgery: zero the weights the subnetwork's neurons own (see :mod:`circuitcut.sites`)."""
-    to_neuron_mask(ModelShape.of(model), subnetwork).remove_from(model)

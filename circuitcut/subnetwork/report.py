@@ -1,6 +1,6 @@
 """Subnetwork results as tables: one run's, as text (:func:`format_report`) or a pandas DataFrame
 (:func:`report_frame`) from the same rows (:func:`report_rows`); a markdown table of many runs and their seed
-overlaps.
+overlaps; the bootstrap interval of a dPPL over resampled facts (:func:`bootstrap_dppl`).
 
 Every figure is whole-tail dPPL unless labelled ``1st`` (the first tail token's); "never seen" control
 facts were used neither in training nor by the selection rule.
@@ -12,6 +12,10 @@ import statistics
 from dataclasses import replace
 from itertools import combinations
 from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from circuitcut.evaluate import sparsity_text
 from circuitcut.overlap import chance_jaccard
@@ -146,8 +150,18 @@ def seed_overlaps(results: dict[str, SubnetworkResult]) -> str:
     lines = []
     for (label_a, a), (label_b, b) in combinations(results.items(), 2):
         if a.config.seed != b.config.seed and replace(a.config, seed=b.config.seed) == b.config:
-            n_a, n_b, n = a.mask.n_subnetwork(), b.mask.n_subnetwork(), a.mask.n_units()
+            n_a, n_b, n = a.mask.n_removed(), b.mask.n_removed(), a.mask.n_units()
             lines.append(f"- {label_a} vs {label_b} ({a.config.units}, {n_a:,} and {n_b:,}): Jaccard "
                          f"{a.mask.jaccard(b.mask)['overall']:.3f} (random sets of the same sizes "
                          f"{chance_jaccard(n_a, n_b, n):.2g})")
     return "\n".join(lines)
+
+
+def bootstrap_dppl(increase: Float[Tensor, " fact"], n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of a dPPL (percent) over ``n`` resamples of the facts, from each fact's increase of its
+    whole-tail NLL (nats): how far a figure over 100 facts can move with another sample of facts (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randint(len(increase), (n, len(increase)), generator=gen)
+    dppl = 100 * (increase[rows].mean(-1).exp() - 1)
+    low, high = torch.quantile(dppl, torch.tensor([0.025, 0.975]))
+    return float(low), float(high)

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from circuitcut.masks import Mask
 from circuitcut.runs import atomic_path, provenance, read_json, write_config, write_json
 from circuitcut.sites import ModelShape
 from circuitcut.special_tokens import window_prefix
 from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config, saved_config
 from circuitcut.subnetwork.data import SubnetworkData, build_data, build_kg
 from circuitcut.subnetwork.evaluation import evaluate_subnetwork
-from circuitcut.subnetwork.mask import SubnetworkMask
 from circuitcut.subnetwork.report import report_frame
 from circuitcut.subnetwork.trainer import SubnetworkTrainer
 
@@ -38,7 +38,7 @@ class SubnetworkResult:
     """A found subnetwork: its mask, config, training history and evaluation (``metrics``)."""
 
     config: SubnetworkConfig
-    mask: SubnetworkMask
+    mask: Mask
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
 
@@ -62,7 +62,7 @@ class SubnetworkResult:
             raise FileNotFoundError(f"{folder} holds no subnetwork result (mask.safetensors is missing).")
         metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
         history = metrics.pop("history", [])
-        return cls(saved_config(folder), SubnetworkMask.load(folder / "mask.safetensors", model), history, metrics)
+        return cls(saved_config(folder), Mask.load(folder / "mask.safetensors", model), history, metrics)
 
     def to_frame(self) -> pd.DataFrame:
         """The report's table as a pandas DataFrame, one row per dataset
@@ -109,7 +109,7 @@ def find_subnetwork(
     trainer = SubnetworkTrainer(model, config, data, folder / CHECKPOINT if folder is not None else None)
     trainer.train(progress=progress)
     trained = time.perf_counter()
-    mask = SubnetworkMask(ModelShape.of(model), config.granularity, trainer.final_mask())
+    mask = Mask(ModelShape.of(model), config.granularity, trainer.final_mask())
     prefix, history, seconds, steps = trainer.frozen_prefix(), trainer.history, trainer.seconds, trainer.step
     selection = {**trainer.selector.summary(), "steps_run": steps, "stopped_early": trainer.stopped}
     del trainer  # its scores and Adam moments (636 MB for a weight run) are not needed to evaluate

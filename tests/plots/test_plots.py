@@ -11,18 +11,16 @@ import torch
 from plotly.offline import get_plotlyjs
 
 from circuitcut.contexts import top_activating_contexts
-from circuitcut.masks import NeuronMask
+from circuitcut.masks import Mask
 from circuitcut.plots import (
     drop_curves, importance_heatmap, importance_scatter, jaccard_matrix, neuron_contexts, neurons_per_layer,
     overlap_counts, overlap_per_layer, pruning_curves, save_figure, selection_curves, subnetwork_anatomy, subnetwork_effect,
     tradeoff, training_curves,
 )
-from circuitcut.overlap import as_units
 from circuitcut.plots.subnetworks import DATASET_LABELS
 from circuitcut.pruning import PruningConfig, PruningResult
-from circuitcut.pruning_report import drop
+from circuitcut.pruning.report import drop
 from circuitcut.sites import ModelShape, hook_name
-from circuitcut.subnetwork.mask import SubnetworkMask
 
 SHAPE = ModelShape("synthetic", n_layers=4, d_model=16, d_mlp=12, n_heads=4, n_key_value_heads=2, d_head=4)
 
@@ -61,14 +59,14 @@ def result():
     masks = {}
     for method, forget, retain in (("selective", [30.0, 15.0, 10.0], [39.0, 36.0, 30.0]),
                                    ("random", [49.0, 47.0, 45.0], [39.5, 38.0, 36.0])):
-        mask = NeuronMask.empty(SHAPE, ["mlp", "attn_v"])
+        mlp, attn_v = torch.zeros(4, 12, dtype=torch.bool), torch.zeros(4, 8, dtype=torch.bool)
         for step, (f, r) in enumerate(zip(forget, retain), start=1):
-            mask.removed["mlp"].view(-1)[torch.randperm(48)[:2]] = True
+            mlp.view(-1)[torch.randperm(48)[:2]] = True
             history.append({"method": method, "step": step, "fraction": {"mlp": 0.02 * step},
-                            "per_layer": mask.per_layer(), "forget": _metrics(f, 10 + 5 * step),
-                            "retain": _metrics(r, 20 + step)})
-        mask.removed["attn_v"][1, :3] = True
-        masks[method] = mask
+                            "per_layer": {"mlp": mlp.sum(1).tolist(), "attn_v": attn_v.sum(1).tolist()},
+                            "forget": _metrics(f, 10 + 5 * step), "retain": _metrics(r, 20 + step)})
+        attn_v[1, :3] = True
+        masks[method] = Mask.from_kinds(SHAPE, {"mlp": mlp, "attn_v": attn_v})
     importances = {"forget.mlp": torch.rand(4, 12) + 0.01, "retain.mlp": torch.rand(4, 12)}
     importances["retain.mlp"][2, 5] = 0.0  # a zero must survive the log scale
     return PruningResult(PruningConfig(steps=3), history, masks, importances)
@@ -77,7 +75,7 @@ def result():
 def test_neurons_per_layer_counts_and_percent(result):
     fig = _titled(neurons_per_layer(result.masks))
     bars = {(t.name, t.yaxis): t.y for t in fig.data}
-    sel = result.masks["selective"].removed
+    sel = result.masks["selective"].by_kind()
     assert list(bars[("selective · mlp", "y")]) == sel["mlp"].sum(1).tolist()
     assert np.allclose(bars[("selective · attn_v", "y2")], 100 * sel["attn_v"].sum(1).numpy() / 8)
     assert "one feeds every query head" in fig.layout.annotations[-1].text  # grouped-query note for attn_v
@@ -102,7 +100,7 @@ def test_importance_heatmap_hover_and_sort(result):
 
 def test_importance_scatter_highlights_pruned(result):
     forget, retain = result.importances["forget.mlp"], result.importances["retain.mlp"]
-    pruned = result.masks["selective"].removed["mlp"]
+    pruned = result.masks["selective"].by_kind()["mlp"]
     fig = _titled(importance_scatter(forget, retain, pruned))
     kept, removed = fig.data[0], fig.data[1]
     assert type(kept).__name__ == "Scattergl" and len(kept.x) == 48 - int(pruned.sum())
@@ -145,7 +143,7 @@ def _units(seed, layers=(2, 3), matrices=("attn.q", "mlp.in"), p=0.3):
 
 def test_subnetwork_anatomy_per_layer_and_matrix():
     units = _units(0)
-    fig = _titled(subnetwork_anatomy(units))
+    fig = _titled(subnetwork_anatomy(Mask(SHAPE, "weight", units)))
     heat, bars = fig.data
     assert list(heat.x) == ["q", "in"] and list(heat.y) == [2, 3]
     assert np.asarray(heat.z)[1, 1] == pytest.approx(100 * units["blocks.3.mlp.in"].float().mean().item())
@@ -154,7 +152,7 @@ def test_subnetwork_anatomy_per_layer_and_matrix():
 
 
 def test_jaccard_matches_the_subnetwork_mask():
-    sets = {name: SubnetworkMask(SHAPE, "weight", _units(seed)) for name, seed in (("a", 0), ("b", 1), ("c", 2))}
+    sets = {name: Mask(SHAPE, "weight", _units(seed)) for name, seed in (("a", 0), ("b", 1), ("c", 2))}
     fig = _titled(jaccard_matrix(sets))
     z = np.asarray(fig.data[0].z)
     assert np.allclose(np.diag(z), 1) and np.allclose(z, z.T)
@@ -166,17 +164,17 @@ def test_jaccard_matches_the_subnetwork_mask():
 
 
 def test_overlap_counts_selective_against_a_learned_neuron_mask():
-    selective = NeuronMask.empty(SHAPE, ["mlp"])
-    selective.removed["mlp"][2, :4] = True
-    selective.removed["mlp"][0, :4] = True  # a layer the learned mask does not cover: left out
-    learned = {hook_name("mlp", layer): torch.zeros(12, dtype=torch.bool) for layer in (2, 3)}
-    learned[hook_name("mlp", 2)][2:6] = True
-    learned[hook_name("mlp", 3)][0] = True
+    selective = Mask.empty(SHAPE, ["mlp"])
+    selective.removed[hook_name("mlp", 2)][:4] = True
+    selective.removed[hook_name("mlp", 0)][:4] = True  # a layer the learned mask does not cover: left out
+    learned = Mask(SHAPE, "neuron", {hook_name("mlp", layer): torch.zeros(12, dtype=torch.bool) for layer in (2, 3)})
+    learned.removed[hook_name("mlp", 2)][2:6] = True
+    learned.removed[hook_name("mlp", 3)][0] = True
     fig = _titled(overlap_counts(selective, learned))
     only_sel, both, only_learned = (list(t.y) for t in fig.data)
     assert (only_sel, both, only_learned) == ([2, 0], [2, 0], [2, 1])
     assert "Jaccard 0.286" in fig.layout.title.text and "<sup>" in fig.layout.title.text
-    assert as_units(selective).keys() >= learned.keys()
+    assert selective.removed.keys() >= learned.removed.keys()
 
 
 def test_top_activating_contexts_on_the_tiny_model(tiny_model, tmp_path):

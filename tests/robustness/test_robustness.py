@@ -15,7 +15,7 @@ import circuitcut
 from circuitcut.cli import main
 from circuitcut.data import kg
 from circuitcut.data.kg import Triplet
-from circuitcut.masks import MaskMismatchError, NeuronMask
+from circuitcut.masks import Mask, MaskMismatchError
 from circuitcut.plots import family_generalisation, relearn_curves
 from circuitcut.pruning import PruningConfig, prune
 from circuitcut.robustness import (
@@ -23,8 +23,8 @@ from circuitcut.robustness import (
     open_run, probe_accuracy, relearn, steps_to_recover,
 )
 from circuitcut.sites import ModelShape, hook_name
-from circuitcut.subnetwork import SubnetworkConfig, SubnetworkData, SubnetworkMask, find_subnetwork
-from circuitcut.subnetwork.weight_masks import weight_module
+from circuitcut.subnetwork import SubnetworkConfig, SubnetworkData, find_subnetwork
+from circuitcut.weight_masks import weight_module
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,11 +39,11 @@ def _windows(seed: int, n: int = 8, pos: int = 16):
     return torch.randint(0, 2000, (n, pos), generator=torch.Generator().manual_seed(seed))
 
 
-def _neuron_mask(model) -> NeuronMask:
-    mask = NeuronMask.empty(ModelShape.of(model), ("mlp", "attn_v"))
-    mask.removed["mlp"][0, :10] = True
-    mask.removed["mlp"][1, 50:60] = True
-    mask.removed["attn_v"][1, 3:9] = True
+def _neuron_mask(model) -> Mask:
+    mask = Mask.empty(ModelShape.of(model), ("mlp", "attn_v"))
+    mask.removed[hook_name("mlp", 0)][:10] = True
+    mask.removed[hook_name("mlp", 1)][50:60] = True
+    mask.removed[hook_name("attn_v", 1)][3:9] = True
     return mask
 
 
@@ -58,15 +58,9 @@ def _finetune(model, removal: Removal, how: str, steps: int = 3, lr: float = 1e-
             opt.step()
 
 
-def _removed_activations(model, mask: NeuronMask) -> list[torch.Tensor]:
-    names = [hook_name(k, layer) for k in mask.removed for layer in range(mask.shape.n_layers)]
-    _, cache = model.run_with_cache(_windows(1, n=2), names_filter=lambda n: n in names)
-    out = []
-    for kind, removed in mask.removed.items():
-        for layer in range(mask.shape.n_layers):
-            if removed[layer].any():
-                out.append(cache[hook_name(kind, layer)].flatten(2)[..., removed[layer]])
-    return out
+def _removed_activations(model, mask: Mask) -> list[torch.Tensor]:
+    _, cache = model.run_with_cache(_windows(1, n=2), names_filter=lambda n: n in mask.removed)
+    return [cache[name].flatten(2)[..., removed] for name, removed in mask.removed.items() if removed.any()]
 
 
 def _changed(before: dict, model) -> bool:
@@ -90,17 +84,17 @@ def test_removed_neurons_stay_exactly_zero_through_finetuning(tiny_model, how):
         assert torch.count_nonzero(out[:, :10]) == 0 and torch.count_nonzero(v[3:9]) == 0
 
 
-def _weight_mask(model) -> SubnetworkMask:
+def _weight_mask(model) -> Mask:
     gen = torch.Generator().manual_seed(0)
     names = ["blocks.1.attn.v", "blocks.1.mlp.in"]
     sub = {n: torch.rand(weight_module(model, n).weight.shape, generator=gen) < 0.2 for n in names}
-    return SubnetworkMask(ModelShape.of(model), "weight", sub)
+    return Mask(ModelShape.of(model), "weight", sub)
 
 
 @pytest.mark.parametrize("how", ["hooks", "surgery"])
 def test_removed_weights_of_a_weight_level_subnetwork_stay_zero(tiny_model, how):
     mask = _weight_mask(tiny_model)
-    sub = mask.subnetwork
+    sub = mask.removed
     before = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
     removal = Removal("learned", mask)
     _finetune(tiny_model, removal, how)
@@ -115,7 +109,7 @@ def test_surgery_without_the_hold_would_let_removed_weights_move(tiny_model):
     mask = _weight_mask(tiny_model)
     mask.remove_from(tiny_model)
     _finetune(tiny_model, Removal("original", None), "surgery")
-    assert torch.count_nonzero(weight_module(tiny_model, "blocks.1.mlp.in").weight[mask.subnetwork["blocks.1.mlp.in"]]) > 0
+    assert torch.count_nonzero(weight_module(tiny_model, "blocks.1.mlp.in").weight[mask.removed["blocks.1.mlp.in"]]) > 0
 
 
 # --- the recovery metric --------------------------------------------------------------------------

@@ -1,11 +1,9 @@
-"""The subnetwork tests run on one torch thread; the planted model is built once per session."""
+"""The subnetwork tests run on one torch thread."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
-from subnetwork_helpers import write_planted_model
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -17,8 +15,3 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
 
-
-@pytest.fixture(scope="session")
-def planted_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny Llama with one neuron planted to carry one fact (:func:`subnetwork_helpers.write_planted_model`)."""
-    return write_planted_model(tiny_model_dir, tmp_path_factory.mktemp("planted"))

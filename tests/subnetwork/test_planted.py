@@ -37,7 +37,7 @@ def test_the_planted_neuron_carries_the_facts(planted_dir):
 def test_learned_mask_finds_the_planted_neuron_and_random_masks_do_not(planted_dir, tmp_path):
     model = circuitcut.load_model(str(planted_dir), device="cpu")
     result = find_subnetwork(model, planted_config(), tmp_path / "run", progress=False, data=planted_data())
-    found = result.mask.subnetwork["blocks.1.mlp.hook_post"].nonzero().flatten().tolist()
+    found = result.mask.removed["blocks.1.mlp.hook_post"].nonzero().flatten().tolist()
     assert NEURON in found and len(found) <= 2, found
     m = result.metrics
     assert m["remaining"]["target"]["top10"] == 0 and m["remaining"]["target_paraphrase"]["top10"] == 0
@@ -58,7 +58,7 @@ def test_no_signal_puts_nothing_in_the_subnetwork(planted_dir, tmp_path):
     model = circuitcut.load_model(str(planted_dir), device="cpu")
     result = find_subnetwork(model, planted_config(suppression_weight=0.0), tmp_path / "run", progress=False,
                              data=planted_data())
-    assert result.mask.n_subnetwork() == 0
+    assert result.mask.n_removed() == 0
     assert max(h["sampled"] for h in result.history) > 0  # the noise did sample units into training masks
 
 
@@ -68,7 +68,7 @@ def test_weight_mask_finds_the_planted_neurons_output_weights(planted_dir, tmp_p
     config = planted_config(granularity="weight", matrices=("mlp.out",), sparsity_start=0.015,
                             sparsity_end=0.03)
     result = find_subnetwork(model, config, tmp_path / "run", progress=False, data=planted_data())
-    found = result.mask.subnetwork["blocks.1.mlp.out"]
+    found = result.mask.removed["blocks.1.mlp.out"]
     m = result.metrics
     assert found.any() and found.nonzero()[:, 1].unique().tolist() == [NEURON]
     # the trained facts are all gone; of the six held-out ones, at most two keep T in the top 10

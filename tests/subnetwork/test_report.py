@@ -1,13 +1,15 @@
-"""A subnetwork run's report as a table: the DataFrame holds the numbers format_report prints."""
+"""A subnetwork run's report as a table: the DataFrame holds the numbers format_report prints; the bootstrap
+interval of a dPPL over resampled facts."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+import torch
 
 from circuitcut.subnetwork import format_report
-from circuitcut.subnetwork.report import report_frame
+from circuitcut.subnetwork.report import bootstrap_dppl, report_frame
 
 
 def _metrics(first_token: bool = True) -> dict:
@@ -59,3 +61,17 @@ def test_the_frame_holds_the_reports_numbers(first_token):
     assert target["dppl"] == pytest.approx(250.0) and target["top10_random"] == pytest.approx(62.5)
     assert target["dppl_random_mean"] == pytest.approx(15.0)
     assert target["dppl_random_std"] == pytest.approx(10 / math.sqrt(2))
+
+
+def test_equal_damage_on_every_fact_leaves_no_interval():
+    low, high = bootstrap_dppl(torch.full((100,), 0.1))
+    assert low == pytest.approx(100 * (math.exp(0.1) - 1)) and high == pytest.approx(low)
+
+
+def test_damage_on_a_few_facts_gives_a_wide_interval_around_the_estimate():
+    increase = torch.zeros(100)
+    increase[:5] = 2.0  # five facts carry all of it: another sample of facts may hold none or twice as many
+    low, high = bootstrap_dppl(increase)
+    estimate = 100 * (math.exp(increase.mean().item()) - 1)
+    assert low < estimate / 2 and high > 1.5 * estimate
+    assert bootstrap_dppl(increase) == (low, high)  # seeded

@@ -9,10 +9,10 @@ import torch
 
 from circuitcut.data import kg
 from circuitcut.data.kg import KnownTriplet, Triplet
-from circuitcut.masks import MaskMismatchError
+from circuitcut.masks import Mask, MaskMismatchError
 from circuitcut.sites import ModelShape
 from circuitcut.subnetwork import (
-    SubnetworkConfig, SubnetworkData, SubnetworkMask, SubnetworkResult, build_data, find_subnetwork, format_report,
+    SubnetworkConfig, SubnetworkData, SubnetworkResult, build_data, find_subnetwork, format_report,
     missed_goals, seed_overlaps,
 )
 from circuitcut.subnetwork.data import _other_templates, _split, build_kg, check_target
@@ -40,14 +40,14 @@ def test_find_subnetwork_saves_and_loads(tiny_model, tmp_path):
 
     loaded = SubnetworkResult.load(tmp_path / "run", tiny_model)
     assert loaded.config == config and loaded.history == result.history
-    assert all(torch.equal(loaded.mask.subnetwork[n], v) for n, v in result.mask.subnetwork.items())
+    assert all(torch.equal(loaded.mask.removed[n], v) for n, v in result.mask.removed.items())
     assert loaded.metrics["change"] == m["change"]
     # without a data override a finished folder is loaded: no facts are built or scored again
     assert find_subnetwork(tiny_model, config, tmp_path / "run", progress=False).metrics == loaded.metrics
 
     # started again on a finished run folder: resumes at the last step, trains nothing, same result
     again = find_subnetwork(tiny_model, config, tmp_path / "run", progress=False, data=tiny_data(tiny_model))
-    assert again.history == result.history and all(torch.equal(again.mask.subnetwork[n], v) for n, v in result.mask.subnetwork.items())
+    assert again.history == result.history and all(torch.equal(again.mask.removed[n], v) for n, v in result.mask.removed.items())
     with pytest.raises(ValueError, match=r"another config \(steps: saved 4, asked 5\);"):
         find_subnetwork(tiny_model, tiny_config(steps=5), tmp_path / "run", progress=False, data=tiny_data(tiny_model))
 
@@ -104,13 +104,13 @@ def test_data_seed_keeps_the_data_across_mask_seeds(tiny_model):
 
 @pytest.mark.real
 def test_mask_for_another_model_is_refused(tiny_model, smollm2, tmp_path):
-    mask = SubnetworkMask(ModelShape.of(tiny_model), "neuron", {"blocks.1.mlp.hook_post": torch.zeros(96, dtype=torch.bool)})
+    mask = Mask(ModelShape.of(tiny_model), "neuron", {"blocks.1.mlp.hook_post": torch.zeros(96, dtype=torch.bool)})
     mask.save(tmp_path / "mask.safetensors")
-    with pytest.raises(MaskMismatchError, match="found on"):
-        SubnetworkMask.load(tmp_path / "mask.safetensors", smollm2)
-    with pytest.raises(MaskMismatchError, match="found on"):
+    with pytest.raises(MaskMismatchError, match="made for"):
+        Mask.load(tmp_path / "mask.safetensors", smollm2)
+    with pytest.raises(MaskMismatchError, match="made for"):
         mask.remaining(smollm2)
-    assert SubnetworkMask.load(tmp_path / "mask.safetensors", tiny_model).n_subnetwork() == 0
+    assert Mask.load(tmp_path / "mask.safetensors", tiny_model).n_removed() == 0
 
 
 def test_bad_target_is_refused(tiny_model):
@@ -162,9 +162,9 @@ def test_touched_neurons_are_the_owners_of_a_weight_subnetworks_feed_forward_wei
     weights["blocks.1.mlp.in"][3, 0] = weights["blocks.1.mlp.gate"][3, 5] = True  # rows: neuron 3, twice
     weights["blocks.1.mlp.out"][10, 7] = True  # a column: neuron 7
     weights["blocks.1.attn.q"][0, 0] = True  # attention owns no feed-forward neuron
-    neurons = SubnetworkMask(shape, "weight", weights).touched_neurons()
-    assert neurons.granularity == "neuron" and set(neurons.subnetwork) == {"blocks.1.mlp.hook_post"}
-    assert neurons.subnetwork["blocks.1.mlp.hook_post"].nonzero().flatten().tolist() == [3, 7]
+    neurons = Mask(shape, "weight", weights).touched_neurons()
+    assert neurons.granularity == "neuron" and set(neurons.removed) == {"blocks.1.mlp.hook_post"}
+    assert neurons.removed["blocks.1.mlp.hook_post"].nonzero().flatten().tolist() == [3, 7]
     with pytest.raises(ValueError, match="weight-level"):
         neurons.touched_neurons()
 
@@ -178,7 +178,7 @@ def test_seed_overlaps_pair_only_runs_that_differ_in_the_mask_seed(tiny_model):
         first = next(iter(subnetwork))
         subnetwork[first][list(units)] = True
         config = SubnetworkConfig(target=target, seed=seed, data_seed=0)
-        return SubnetworkResult(config, SubnetworkMask(shape, "neuron", subnetwork), [], {})
+        return SubnetworkResult(config, Mask(shape, "neuron", subnetwork), [], {})
 
     runs = {"a": result({0, 1, 2}, 0), "a, seed 1": result({1, 2, 3}, 1), "b": result({0, 1}, 1, target="isa:food")}
     text = seed_overlaps(runs)

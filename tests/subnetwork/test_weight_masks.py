@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from circuitcut.subnetwork.trainer import frozen
-from circuitcut.subnetwork.weight_masks import WeightRemover, weight_sites
+from circuitcut.weight_masks import WeightRemover, weight_sites
 
 
 def _two_passes(model, tokens):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from circuitcut.masks import NeuronMask
+from circuitcut.masks import Mask
 from circuitcut.pruning import PruningConfig, PruningData, PruningResult, prune, top_unpruned
-from circuitcut.pruning_report import drop
+from circuitcut.pruning.report import drop
 from pruning_helpers import plant_forget_neuron, planted_data
 
 
@@ -16,13 +16,13 @@ def test_a_neuron_used_only_by_forget_data_is_pruned_first(tiny_model, data):
     layer, neuron = plant_forget_neuron(tiny_model)
     config = PruningConfig(forget="f", retain="r", steps=1, frac=0.01, tokens=128, window=16, baseline=False)
     result = prune(tiny_model, config, data=data, progress=False)
-    removed = result.masks["selective"].removed["mlp"]
+    removed = result.masks["selective"].by_kind()["mlp"]
     assert removed[layer, neuron]
     assert int(removed.sum()) == round(0.01 * 2 * 96)
     # Scoring direction: swapped roles, the neuron is the least forget-specific and stays.
     swapped = PruningData(data.retain_stats, data.forget_stats, data.retain_eval, data.forget_eval)
     result = prune(tiny_model, config, data=swapped, progress=False)
-    assert not result.masks["selective"].removed["mlp"][layer, neuron]
+    assert not result.masks["selective"].by_kind()["mlp"][layer, neuron]
 
 
 def test_history_counts_steps_fractions_and_baseline(tiny_model, data):
@@ -34,7 +34,7 @@ def test_history_counts_steps_fractions_and_baseline(tiny_model, data):
     assert last["fraction"]["mlp"] == pytest.approx(3 * round(0.05 * 192) / 192)
     assert last["fraction"]["attn_v"] == pytest.approx(3 * round(0.05 * 64) / 64)
     for method in ("selective", "random"):
-        masks = result.masks[method].removed
+        masks = result.masks[method].by_kind()
         assert int(masks["mlp"].sum()) == 3 * round(0.05 * 192)
     s = result.selectivity("selective")
     h = result.steps("selective")[s["step"]]
@@ -49,14 +49,14 @@ def test_one_shot_ranks_once(tiny_model, data):
     result = prune(tiny_model, config, data=data, progress=False)
     imp_f, imp_r = result.importances["forget.mlp"], result.importances["retain.mlp"]
     expected = top_unpruned(imp_f / (imp_r + 1e-3), torch.zeros_like(imp_f, dtype=torch.bool), 2 * round(0.05 * 192))
-    assert torch.equal(result.masks["selective"].removed["mlp"], expected)
+    assert torch.equal(result.masks["selective"].by_kind()["mlp"], expected)
 
 
 def test_interrupted_run_resumes_to_the_same_masks(tiny_model, data, tmp_path, monkeypatch):
     config = PruningConfig(forget="f", retain="r", steps=4, frac=0.05, tokens=128, window=16)
     whole = prune(tiny_model, config, data=data, out_dir=tmp_path / "whole", progress=False)
 
-    import circuitcut.pruning as pruning
+    import circuitcut.pruning.run as pruning
 
     calls = {"n": 0}
     real_evaluate = pruning.evaluate_tokens
@@ -77,8 +77,8 @@ def test_interrupted_run_resumes_to_the_same_masks(tiny_model, data, tmp_path, m
     resumed = prune(tiny_model, config, data=data, out_dir=tmp_path / "cut", resume=True, progress=False)
     loaded = PruningResult.load(tmp_path / "cut", tiny_model)
     for method in ("selective", "random"):
-        assert torch.equal(resumed.masks[method].removed["mlp"], whole.masks[method].removed["mlp"])
-        assert torch.equal(loaded.masks[method].removed["mlp"], whole.masks[method].removed["mlp"])
+        assert torch.equal(resumed.masks[method].by_kind()["mlp"], whole.masks[method].by_kind()["mlp"])
+        assert torch.equal(loaded.masks[method].by_kind()["mlp"], whole.masks[method].by_kind()["mlp"])
     assert [h["step"] for h in loaded.history] == [h["step"] for h in whole.history]
 
 
@@ -88,7 +88,7 @@ def test_a_saved_mask_applies_to_a_freshly_loaded_model(tiny_model, tiny_model_d
     config = PruningConfig(forget="f", retain="r", steps=1, frac=0.1, tokens=128, window=16, baseline=False)
     result = prune(tiny_model, config, data=data, out_dir=tmp_path, progress=False)
     fresh = circuitcut.load_model(str(tiny_model_dir), device="cpu")
-    mask = NeuronMask.load(tmp_path / "selective_mask.safetensors", fresh)
+    mask = Mask.load(tmp_path / "selective_mask.safetensors", fresh)
     with torch.inference_mode():
         expected = tiny_model.run_with_hooks(data.forget_eval[:2], fwd_hooks=result.masks["selective"].hooks(tiny_model))
     mask.remove_from(fresh)
@@ -176,3 +176,20 @@ def test_a_run_folder_records_its_provenance_and_a_resume_adds_its_own(tiny_mode
     assert PruningResult.load(tmp_path).config == config
     prune(tiny_model, config, data=data, out_dir=tmp_path, resume=True, progress=False)
     assert len(read_json(tmp_path / "config.json")[PROVENANCE]) == 1
+
+
+def test_mean_fill_sets_pruned_neurons_to_their_retain_means(tiny_model, data, tmp_path):
+    from circuitcut.masks import mean_activations
+
+    base = dict(forget="f", retain="r", steps=2, frac=0.05, tokens=128, window=16, baseline=False)
+    zero = prune(tiny_model, PruningConfig(**base), data=data, progress=False)
+    mean = prune(tiny_model, PruningConfig(**base, fill="mean"), data=data, out_dir=tmp_path / "mean", progress=False)
+    assert mean.history[0] == zero.history[0]  # the unpruned model is the same either way
+    # the first step ranks the unpruned model alike; what the removed neurons leave behind differs
+    first = [next(h for h in r.history if h["step"] == 1) for r in (zero, mean)]
+    assert first[0]["per_layer"] == first[1]["per_layer"] and first[0]["forget"] != first[1]["forget"]
+    mask = PruningResult.load(tmp_path / "mean", tiny_model).masks["selective"]
+    expected = mean_activations(tiny_model, data.retain_stats, ["mlp"])
+    assert mask.fill == "mean" and all(torch.allclose(mask.means[n], v) for n, v in expected.items())
+    with pytest.raises(ValueError, match="other settings .*fill"):
+        prune(tiny_model, PruningConfig(**base), data=data, out_dir=tmp_path / "mean", resume=True, progress=False)

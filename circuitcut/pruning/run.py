@@ -1,9 +1,8 @@
-"""Selective pruning (Pochinkov & Schoots, arXiv 2403.01267), with a random-pruning baseline.
+"""The selective-pruning loop, its random-pruning baseline and their run folders.
 
 Each step collects neuron statistics on the *forget* and *retain* data with the current mask in
-place, scores every still-present neuron as ``importance(forget) / (importance(retain) + eps)``
-and removes the highest-scoring ``frac`` of each site kind's neurons (the reference code's
-direction; the paper's Definition 2 prints the ratio the other way round). After each step both
+place, scores every still-present neuron (:mod:`~circuitcut.pruning.scoring`) and removes the
+highest-scoring ``frac`` of each site kind's neurons. After each step both
 datasets' evaluation splits, disjoint from the statistics splits, are scored. Random pruning
 removes as many neurons per step, chosen uniformly among those still present.
 
@@ -14,119 +13,33 @@ the commit point), so an interrupted run resumes where it stopped and ends with 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut import distributed
-from circuitcut.data.corpora import corpus_notes, corpus_windows
+from circuitcut.data.corpora import corpus_notes
 from circuitcut.evaluate import TokenMetrics, evaluate_tokens
-from circuitcut.masks import NeuronMask
-from circuitcut.pruning_report import drops, steps_frame, summary_text
-from circuitcut.runs import (atomic_path, check_out_folder, check_same_settings, config_from_dict, read_json,
-                             write_config, write_json)
-from circuitcut.sites import ModelShape, SiteKind, check_kinds
+from circuitcut.masks import Mask, mean_activations
+from circuitcut.pruning.config import RECORDED_DEFAULTS, PruningConfig
+from circuitcut.pruning.data import PruningData
+from circuitcut.pruning.report import drops, steps_frame, summary_text
+from circuitcut.pruning.scoring import random_scores, selectivity_scores, top_unpruned
+from circuitcut.runs import atomic_path, check_out_folder, check_same_settings, read_json, write_config, write_json
+from circuitcut.sites import ModelShape
 from circuitcut.special_tokens import window_prefix
-from circuitcut.stats import IMPORTANCES, Importance, NeuronStats, collect_stats, finish_stats, stats_hooks
+from circuitcut.stats import NeuronStats, collect_stats, finish_stats, stats_hooks
 
 if TYPE_CHECKING:
     import pandas as pd
 
 Method = Literal["selective", "random"]
-DEFAULT_EPS: dict[SiteKind, float] = {"mlp": 1e-3, "attn_v": 1e-4, "attn_z": 1e-4}
-RECORDED_DEFAULTS = {"window_prefix": [], "dtype": "torch.float32"}
-"""What a run folder written before these fields were recorded was made with (windows had no
-special tokens; models loaded in float32), so that it still resumes."""
-
-
-@dataclass
-class PruningConfig:
-    """Settings of a selective-pruning run (defaults: a short run on the embedded model)."""
-
-    forget: str = "python"
-    """Corpus whose capability is removed: a name (``python``, ``code``, ``prose``), ``hf:NAME`` or a path."""
-    retain: str = "prose"
-    """Corpus whose capability is kept."""
-    sites: tuple[SiteKind, ...] = ("mlp",)
-    """Neuron site kinds to prune: ``mlp``, ``attn_v``, ``attn_z``."""
-    importance: Importance = "abs"
-    """Importance function: ``freq``, ``abs``, ``rms`` or ``std``."""
-    steps: int = 5
-    """Number of pruning steps."""
-    frac: float = 0.02
-    """Fraction of each site kind's neurons removed per step (the paper: 0.02 for 50 steps)."""
-    tokens: int = 8192
-    """Tokens per dataset for statistics, and again (disjoint) for evaluation."""
-    window: int = 128
-    """Tokens per window."""
-    eps: dict[str, float] = field(default_factory=dict)
-    """Per site kind, added to the retain importance; missing kinds take 1e-3 (mlp) / 1e-4 (attention)."""
-    one_shot: bool = False
-    """Score once on the unpruned model and remove in steps from that ranking, without re-collecting."""
-    baseline: bool = True
-    """Also run random pruning with the same fractions, tokens and seed."""
-    skip_common: int = 50
-    """The skip-common metrics ignore this many most frequent target tokens."""
-    seed: int = 0
-    batch_size: int = 8
-    stats_on_eval: bool = False
-    """Collect each step's statistics during the forward passes that evaluate the previous step, on
-    the evaluation split: half the forward passes per step, but statistics and evaluation then share
-    tokens (the paper keeps them disjoint, the default)."""
-
-    def __post_init__(self) -> None:
-        self.sites = check_kinds(self.sites)
-        if self.importance not in IMPORTANCES:
-            raise ValueError(f"Unknown importance '{self.importance}': choose from {', '.join(IMPORTANCES)}.")
-        if not 0 < self.frac <= 1:
-            raise ValueError(f"frac={self.frac} is outside (0, 1]: it is the fraction of neurons removed per step.")
-        if self.steps < 1:
-            raise ValueError(f"steps={self.steps}: at least one pruning step is needed.")
-        if self.steps * self.frac > 1 + 1e-9:
-            raise ValueError(
-                f"{self.steps} steps of {self.frac:.3g} would remove more than all neurons; "
-                f"use at most {int(1 / self.frac)} steps or a smaller --frac."
-            )
-        if self.forget == self.retain:
-            raise ValueError(f"forget and retain are both '{self.forget}': pruning needs two different corpora.")
-        if self.tokens < self.window:
-            raise ValueError(f"tokens={self.tokens} is less than one window of {self.window}.")
-        unknown = set(self.eps) - set(self.sites)
-        if unknown:
-            raise ValueError(f"eps given for {sorted(unknown)}, which are not among the pruned sites {self.sites}.")
-
-    def eps_for(self, kind: SiteKind) -> float:
-        return self.eps.get(kind, DEFAULT_EPS[kind])
-
-    def per_step(self, shape: ModelShape) -> dict[SiteKind, int]:
-        """Neurons removed per step for each kind; refuses steps that would remove none."""
-        counts = {k: round(self.frac * shape.n_neurons(k) * shape.n_layers) for k in self.sites}
-        for kind, n in counts.items():
-            if n == 0:
-                raise ValueError(
-                    f"frac={self.frac} removes no {kind} neuron per step on this model "
-                    f"({shape.n_neurons(kind) * shape.n_layers} neurons): use a larger --frac."
-                )
-        return counts
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "sites": list(self.sites)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PruningConfig:
-        """A config from ``to_dict`` or a run folder's ``config.json`` (its run settings dropped)."""
-        return config_from_dict(cls, data, recorded=RUN_SETTINGS)
-
-
-RUN_SETTINGS = ("model", "dtype", "window_prefix")
-"""What ``config.json`` records beside the config (see :func:`run_settings`)."""
 
 
 def run_settings(config: PruningConfig, model: TransformerBridge) -> dict:
@@ -142,49 +55,12 @@ def run_settings(config: PruningConfig, model: TransformerBridge) -> dict:
 
 
 @dataclass
-class PruningData:
-    """The four token sets of a run: statistics and evaluation splits of forget and retain."""
-
-    forget_stats: Int[Tensor, "n pos"]
-    retain_stats: Int[Tensor, "n pos"]
-    forget_eval: Int[Tensor, "n pos"]
-    retain_eval: Int[Tensor, "n pos"]
-
-    @classmethod
-    def from_config(cls, tokenizer, config: PruningConfig) -> PruningData:
-        def windows(corpus: str, split: str) -> Tensor:
-            return corpus_windows(corpus, tokenizer, n_tokens=config.tokens, window=config.window,
-                                  split=split, seed=config.seed)
-
-        return cls(windows(config.forget, "stats"), windows(config.retain, "stats"),
-                   windows(config.forget, "eval"), windows(config.retain, "eval"))
-
-
-def selectivity_scores(
-    forget: NeuronStats, retain: NeuronStats, importance: Importance, eps: dict[SiteKind, float]
-) -> dict[SiteKind, Float[Tensor, "layer neuron"]]:
-    """``importance(forget) / (importance(retain) + eps)``: high means used for forget, not retain."""
-    f, r = forget.importance(importance), retain.importance(importance)
-    return {k: f[k] / (r[k] + eps[k]) for k in f}
-
-
-def top_unpruned(
-    scores: Float[Tensor, "layer neuron"], removed: Bool[Tensor, "layer neuron"], n: int
-) -> Bool[Tensor, "layer neuron"]:
-    """The ``n`` highest-scoring neurons not yet removed, ranked across all layers."""
-    flat = scores.flatten().masked_fill(removed.flatten(), float("-inf"))
-    chosen = torch.zeros_like(flat, dtype=torch.bool)
-    chosen[flat.topk(n).indices] = True
-    return chosen.view_as(removed)
-
-
-@dataclass
 class PruningResult:
     """What a run found: per-step history for each method, the final masks and the config."""
 
     config: PruningConfig
     history: list[dict]
-    masks: dict[str, NeuronMask]
+    masks: dict[str, Mask]
     importances: dict[str, Float[Tensor, "layer neuron"]] = field(default_factory=dict)
     """Forget and retain importance of every neuron on the unpruned model (``forget.mlp`` ...)."""
     corpus_notes: dict[str, list[str]] = field(default_factory=dict)
@@ -212,7 +88,7 @@ class PruningResult:
 
     def to_frame(self) -> pd.DataFrame:
         """The history as a pandas DataFrame, one row per step and method, with drops and selectivity
-        (columns: :func:`~circuitcut.pruning_report.step_rows`)."""
+        (columns: :func:`~circuitcut.pruning.report.step_rows`)."""
         return steps_frame(self.history)
 
     @classmethod
@@ -220,7 +96,7 @@ class PruningResult:
         """Read a run folder; with ``model``, refuse masks made for another model."""
         out = Path(out_dir)
         history = read_json(out / "history.json")
-        masks = {m: NeuronMask.load(out / f"{m}_mask.safetensors", model)
+        masks = {m: Mask.load(out / f"{m}_mask.safetensors", model)
                  for m in ("selective", "random") if (out / f"{m}_mask.safetensors").exists()}
         importances = load_file(out / "importance.safetensors") if (out / "importance.safetensors").exists() else {}
         notes = read_json(out / "corpora.json") if (out / "corpora.json").exists() else {}
@@ -230,14 +106,14 @@ class PruningResult:
 class _Run:
     """One pruning run's state and its folder; each finished step is saved before the next."""
 
-    def __init__(self, model: TransformerBridge, config: PruningConfig, out_dir: Path | None):
-        self.model, self.config, self.out = model, config, out_dir
+    def __init__(self, model: TransformerBridge, config: PruningConfig, out_dir: Path | None, blank: Mask):
+        self.model, self.config, self.out, self.blank = model, config, out_dir, blank
         # Under torchrun every rank reads the folder, only rank 0 writes it.
         self.write = out_dir is not None and distributed.is_main_process()
         self.shape = ModelShape.of(model)
         self.per_step = config.per_step(self.shape)
         self.history: list[dict] = []
-        self.masks: dict[str, NeuronMask] = {}
+        self.masks: dict[str, Mask] = {}
         self.importances: dict[str, Tensor] = {}
         if out_dir is not None:
             self._open_folder()
@@ -253,7 +129,7 @@ class _Run:
                 self.importances = load_file(out / "importance.safetensors")
             for method in {h["method"] for h in self.history} - {"original"}:
                 last = max(h["step"] for h in self.history if h["method"] == method)
-                self.masks[method] = NeuronMask.load(self._mask_path(method, last), self.model)
+                self.masks[method] = Mask.load(self._mask_path(method, last), self.model)
         else:
             distributed.barrier()  # every rank has seen the folder empty before rank 0 writes
         if self.write:  # a resume too, which adds its provenance to the first start's
@@ -262,16 +138,16 @@ class _Run:
     def _mask_path(self, method: str, step: int) -> Path:
         return self.out / "steps" / f"{method}_{step:03d}.safetensors"
 
-    def done(self, method: str) -> tuple[int, NeuronMask]:
-        """The last finished step of a method and a copy of its mask (step 0, empty mask if none)."""
+    def done(self, method: str) -> tuple[int, Mask]:
+        """The last finished step of a method and a copy of its mask (step 0, the blank mask if none)."""
         steps = [h["step"] for h in self.history if h["method"] == method]
         if not steps:
-            return 0, NeuronMask.empty(self.shape, self.config.sites)
+            return 0, self.blank.copy()
         return max(steps), self.masks[method].copy()
 
-    def record(self, method: str, step: int, mask: NeuronMask, forget: TokenMetrics, retain: TokenMetrics) -> None:
+    def record(self, method: str, step: int, mask: Mask, forget: TokenMetrics, retain: TokenMetrics) -> None:
         self.history.append({"method": method, "step": step, "fraction": mask.fraction(),
-                             "per_layer": mask.per_layer(),
+                             "per_layer": {k: v.sum(dim=1).tolist() for k, v in mask.by_kind().items()},
                              "forget": forget.to_dict(), "retain": retain.to_dict()})
         if method != "original":
             self.masks[method] = mask.copy()
@@ -321,7 +197,10 @@ def prune(
     if data is None:
         data = PruningData.from_config(model.tokenizer, config)
         notes = {name: corpus_notes(getattr(config, name)) for name in ("forget", "retain")}
-    run = _Run(model, config, out)
+    blank = Mask.empty(ModelShape.of(model), config.sites)  # removes nothing, filled as every later mask
+    if config.fill == "mean":
+        blank = blank.with_means(mean_activations(model, data.retain_stats, config.sites, config.batch_size))
+    run = _Run(model, config, out, blank)
     if run.write and notes:
         write_json(out / "corpora.json", notes)
     bs = config.batch_size
@@ -331,7 +210,7 @@ def prune(
     progress = progress and distributed.is_main_process()
     eval_splits = (("forget", data.forget_eval), ("retain", data.retain_eval))
 
-    def evaluate(mask: NeuronMask, collect: bool = False) -> tuple[TokenMetrics, TokenMetrics, tuple | None]:
+    def evaluate(mask: Mask, collect: bool = False) -> tuple[TokenMetrics, TokenMetrics, tuple | None]:
         """Both evaluation splits; with ``collect``, also their statistics from the same passes."""
         hooks = mask.hooks(model)
         metrics, stats = [], []
@@ -344,7 +223,7 @@ def prune(
                 stats.append(finish_stats(st, distributed.shard(tokens), None, parallel))
         return metrics[0], metrics[1], tuple(stats) if collect else None
 
-    def statistics(mask: NeuronMask) -> tuple[NeuronStats, NeuronStats]:
+    def statistics(mask: Mask) -> tuple[NeuronStats, NeuronStats]:
         hooks = mask.hooks(model)
         splits = eval_splits if config.stats_on_eval else (("forget", data.forget_stats), ("retain", data.retain_stats))
         return tuple(collect_stats(model, tokens, config.sites, fwd_hooks=hooks, batch_size=bs,
@@ -360,10 +239,9 @@ def prune(
     pending: tuple[NeuronStats, NeuronStats] | None = None
     with tqdm(total=total, initial=done, desc="pruning steps", disable=not progress) as bar:
         if not evaluated_original:
-            empty = NeuronMask.empty(run.shape, config.sites)
             collect = config.stats_on_eval and run.done("selective")[0] < config.steps
-            f_metrics, r_metrics, pending = evaluate(empty, collect)
-            run.record("original", 0, empty, f_metrics, r_metrics)
+            f_metrics, r_metrics, pending = evaluate(run.blank, collect)
+            run.record("original", 0, run.blank, f_metrics, r_metrics)
             bar.update()
         for method in methods:
             start, mask = run.done(method)
@@ -371,11 +249,10 @@ def prune(
             for step in range(start + 1, config.steps + 1):
                 bar.set_postfix(method=method, step=step)
                 if method == "random":
-                    g = torch.Generator().manual_seed(config.seed * 100_003 + step)
-                    scores = {k: torch.rand(mask.removed[k].shape, generator=g) for k in config.sites}
+                    scores = random_scores(run.shape, config.sites, config.seed, step)
                 elif scores is None or not config.one_shot:
                     # One-shot runs rank once, from the unpruned model's statistics.
-                    seen = NeuronMask.empty(run.shape, config.sites) if config.one_shot else mask
+                    seen = run.blank if config.one_shot else mask
                     forget, retain = pending if pending is not None else statistics(seen)
                     pending = None
                     scores = selectivity_scores(forget, retain, config.importance, eps)
@@ -384,9 +261,9 @@ def prune(
                     distributed.broadcast_(list(scores.values()))
                     if step == 1:
                         run.save_importances(forget, retain)
-                chosen = {k: top_unpruned(scores[k], mask.removed[k], n) for k, n in run.per_step.items()}
-                for k, new in chosen.items():
-                    mask.removed[k] |= new
+                removed = mask.by_kind()
+                mask = mask | Mask.from_kinds(run.shape, {k: top_unpruned(scores[k], removed[k], n)
+                                                          for k, n in run.per_step.items()})
                 collect = (config.stats_on_eval and method == "selective" and not config.one_shot
                            and step < config.steps)
                 f_metrics, r_metrics, pending = evaluate(mask, collect)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-    from circuitcut.pruning import PruningResult
+    from circuitcut.pruning.run import PruningResult
 
 DROPS = ("top1", "top10")
 """The metrics whose drops from the unpruned model, and selectivity from them, each row gives."""

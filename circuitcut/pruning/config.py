@@ -1,0 +1,116 @@
+"""The settings of a selective-pruning run: one dataclass whose fields are also ``circuitcut prune``'s flags.
+
+Each field names, in its metadata, the group ``circuitcut prune --help`` lists its flag under
+(:data:`FLAG_GROUPS`); :mod:`circuitcut.config_args` makes the flags, so every default is written once,
+here. Reading this module imports no torch: the command line builds its parser from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from circuitcut.runs import config_from_dict
+from circuitcut.sites import FILLS, IMPORTANCES, Fill, Importance, ModelShape, SiteKind, check_kinds
+
+DEFAULT_EPS: dict[SiteKind, float] = {"mlp": 1e-3, "attn_v": 1e-4, "attn_z": 1e-4}
+RUN_SETTINGS = ("model", "dtype", "window_prefix")
+"""What ``config.json`` records beside the config (see :func:`~circuitcut.pruning.run.run_settings`)."""
+RECORDED_DEFAULTS = {"window_prefix": [], "dtype": "torch.float32", "fill": "zero"}
+"""What a run folder written before these fields were recorded was made with (windows had no
+special tokens; models loaded in float32; removed neurons were zeroed), so that it still resumes."""
+
+FLAG_GROUPS: dict[str, str] = {
+    "data": "the corpora and the token windows statistics and evaluation read",
+    "pruning": "which neurons are scored and how many are removed",
+    "run": "the run folder, the model, the baseline and bookkeeping",
+}
+"""The groups ``circuitcut prune --help`` lists its flags in, in this order; each field names its own."""
+
+
+@dataclass
+class PruningConfig:
+    """Settings of a selective-pruning run (defaults: a short run on the embedded model)."""
+
+    forget: str = field(default="python", metadata={"group": "data", "metavar": "CORPUS"})
+    """Corpus whose capability is removed: a name (``python``, ``code``, ``prose``), ``hf:NAME`` or a path."""
+    retain: str = field(default="prose", metadata={"group": "data", "metavar": "CORPUS"})
+    """Corpus whose capability is kept."""
+    sites: tuple[str, ...] = field(default=("mlp",), metadata={"group": "pruning", "metavar": "K1,K2"})
+    """Neuron site kinds to prune: ``mlp``, ``attn_v``, ``attn_z``."""
+    importance: Importance = field(default="abs", metadata={"group": "pruning"})
+    """Importance function: how a neuron's importance to each corpus is measured."""
+    steps: int = field(default=5, metadata={"group": "pruning"})
+    """Number of pruning steps."""
+    frac: float = field(default=0.02, metadata={"group": "pruning"})
+    """Fraction of each site kind's neurons removed per step (the paper: 0.02 for 50 steps)."""
+    tokens: int = field(default=8192, metadata={"group": "data"})
+    """Tokens per dataset for statistics, and again (disjoint) for evaluation."""
+    window: int = field(default=128, metadata={"group": "data"})
+    """Tokens per window."""
+    eps: dict[str, float] = field(default_factory=dict, metadata={"group": "pruning"})
+    """Per site kind, added to the retain importance; missing kinds take 1e-3 (mlp) / 1e-4 (attention)."""
+    one_shot: bool = field(default=False, metadata={"group": "pruning"})
+    """Score once on the unpruned model and remove in steps from that ranking, without re-collecting."""
+    fill: Fill = field(default="zero", metadata={"group": "pruning", "legacy": "zero"})
+    """What a removed neuron's activation becomes: zero, or mean (its mean over the retain statistics split).
+
+    ``mean`` is the taker library's offset ablation: the mean is taken on the unpruned model, and a
+    removed neuron keeps adding it to every input (:meth:`~circuitcut.masks.Mask.with_means`)."""
+    baseline: bool = field(default=True, metadata={"group": "run"})
+    """Also run random pruning with the same fractions, tokens and seed."""
+    skip_common: int = field(default=50, metadata={"group": "run"})
+    """The skip-common metrics ignore this many most frequent target tokens."""
+    seed: int = field(default=0, metadata={"group": "run"})
+    """Seeds the windows and the random baseline."""
+    batch_size: int = field(default=8, metadata={"group": "run"})
+    """Windows per forward pass."""
+    stats_on_eval: bool = field(default=False, metadata={"group": "run"})
+    """Collect statistics in the evaluation passes: half the passes, but splits no longer disjoint.
+
+    Each step's statistics are collected during the forward passes that evaluate the previous step, on
+    the evaluation split: statistics and evaluation then share tokens (the paper keeps them disjoint,
+    the default)."""
+
+    def __post_init__(self) -> None:
+        self.sites = check_kinds(self.sites)
+        if self.importance not in IMPORTANCES:
+            raise ValueError(f"Unknown importance '{self.importance}': choose from {', '.join(IMPORTANCES)}.")
+        if self.fill not in FILLS:
+            raise ValueError(f"Unknown fill '{self.fill}': choose from {', '.join(FILLS)}.")
+        if not 0 < self.frac <= 1:
+            raise ValueError(f"frac={self.frac} is outside (0, 1]: it is the fraction of neurons removed per step.")
+        if self.steps < 1:
+            raise ValueError(f"steps={self.steps}: at least one pruning step is needed.")
+        if self.steps * self.frac > 1 + 1e-9:
+            raise ValueError(
+                f"{self.steps} steps of {self.frac:.3g} would remove more than all neurons; "
+                f"use at most {int(1 / self.frac)} steps or a smaller frac."
+            )
+        if self.forget == self.retain:
+            raise ValueError(f"forget and retain are both '{self.forget}': pruning needs two different corpora.")
+        if self.tokens < self.window:
+            raise ValueError(f"tokens={self.tokens} is less than one window of {self.window}.")
+        unknown = set(self.eps) - set(self.sites)
+        if unknown:
+            raise ValueError(f"eps given for {sorted(unknown)}, which are not among the pruned sites {self.sites}.")
+
+    def eps_for(self, kind: SiteKind) -> float:
+        return self.eps.get(kind, DEFAULT_EPS[kind])
+
+    def per_step(self, shape: ModelShape) -> dict[SiteKind, int]:
+        """Neurons removed per step for each kind; refuses steps that would remove none."""
+        counts = {k: round(self.frac * shape.n_neurons(k) * shape.n_layers) for k in self.sites}
+        for kind, n in counts.items():
+            if n == 0:
+                raise ValueError(
+                    f"frac={self.frac} removes no {kind} neuron per step on this model "
+                    f"({shape.n_neurons(kind) * shape.n_layers} neurons): use a larger frac."
+                )
+        return counts
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "sites": list(self.sites)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PruningConfig:
+        """A config from ``to_dict`` or a run folder's ``config.json`` (its run settings dropped)."""
+        return config_from_dict(cls, data, recorded=RUN_SETTINGS)
