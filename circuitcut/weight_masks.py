@@ -48,12 +48,12 @@ class _Keep(nn.Module):
     """Parametrization ``W -> W * keep``; ``keep`` is swapped in before each forward pass.
 
     ``masked``, when set, is that product computed once for the forwards of a training step (see
-    :meth:`WeightRemover.set_keep`), returned as it is.
+    :meth:`WeightRemover.start_step`), returned as it is.
     """
 
     def __init__(self, keep: Tensor):
         super().__init__()
-        self.keep = keep
+        self.keep: Tensor | None = keep
         self.masked: Tensor | None = None
 
     def forward(self, weight: Float[Tensor, "out inp"]) -> Float[Tensor, "out inp"]:
@@ -73,26 +73,36 @@ class WeightRemover(AbstractContextManager):
         self.params = {name: _Keep(k) for name, k in keep.items()}
 
     def set_keep(self, keep: dict[str, Float[Tensor, "out inp"]]) -> None:
-        """Multiply by ``keep`` from now on; a ``keep`` that requires a gradient is a training step's.
-
-        A training step runs several forward passes with one ``keep``. Its product ``W * keep`` is
-        then computed here once, as a leaf that gathers every pass's gradient, and
-        :meth:`keep_grads` multiplies that by ``W`` once: one product and one multiply per step, not
-        per forward pass (each the size of the masked weights).
-        """
         for name, k in keep.items():
             p = self.params[name]
-            p.keep = k
-            p.masked = None  # the previous step's product goes before this one is made
-            if k.requires_grad:
-                weight = self._original(name)
-                p.masked = (weight * k.detach().to(weight.dtype)).requires_grad_()
+            p.keep, p.masked = k, None
 
-    def keep_grads(self) -> dict[str, Float[Tensor, "out inp"]]:
-        """The gradient on each site's ``keep`` of the backward passes since :meth:`set_keep`
-        (``dL/dkeep = dL/d(W * keep) * W``), for the sites that received one."""
-        return {name: p.masked.grad.mul_(self._original(name)).to(p.keep.dtype)
-                for name, p in self.params.items() if p.masked is not None and p.masked.grad is not None}
+    def start_step(self, keep: dict[str, Float[Tensor, "out inp"]]) -> None:
+        """Set a training step's ``keep``, whose buffers this takes over (their values are not read again).
+
+        A step runs several forward passes with one ``keep``. Its product ``W * keep`` is computed
+        here once, in ``keep``'s buffer, as a leaf that gathers every pass's gradient, and
+        :meth:`end_step` multiplies that by ``W`` once: one product and one multiply per step, not per
+        forward pass (each the size of the masked weights), and no tensor of that size besides the
+        product and its gradient.
+        """
+        for name, k in keep.items():
+            weight, p = self._original(name), self.params[name]
+            p.keep = None
+            product = k.mul_(weight) if k.dtype == weight.dtype else weight * k.to(weight.dtype)
+            p.masked = product.requires_grad_()
+
+    def end_step(self) -> dict[str, Float[Tensor, "out inp"]]:
+        """The gradient on each site's ``keep`` of the backward passes since :meth:`start_step`
+        (``dL/dkeep = dL/d(W * keep) * W``, in that gradient's buffer), for the sites that received one.
+        The step's products go; every weight is kept until the next ``set_keep``."""
+        grads = {}
+        for name, p in self.params.items():
+            weight = self._original(name)
+            if p.masked is not None and p.masked.grad is not None:
+                grads[name] = p.masked.grad.mul_(weight).float()
+            p.keep, p.masked = torch.ones((), dtype=weight.dtype, device=weight.device), None
+        return grads
 
     def _original(self, name: str) -> Tensor:
         return weight_module(self.model, name).parametrizations.weight.original

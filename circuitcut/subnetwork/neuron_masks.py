@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, ExitStack
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
@@ -28,7 +29,7 @@ class NeuronRemover(AbstractContextManager):
     def __init__(self, model: TransformerBridge, keep: dict[str, Float[Tensor, " neuron"]]):
         self.model = model
         self.shape = ModelShape.of(model)
-        self.keep = keep
+        self._step: dict[str, Tensor] = {}
         self.hooks = {name: ScaleHook(self._shaped(name, k)) for name, k in keep.items()}
         self._stack = ExitStack()
 
@@ -36,13 +37,21 @@ class NeuronRemover(AbstractContextManager):
         return keep.reshape(self.shape.neuron_shape(neuron_site(name)[1]))
 
     def set_keep(self, keep: dict[str, Float[Tensor, " neuron"]]) -> None:
-        self.keep = keep
         for name, k in keep.items():
             self.hooks[name].scale = self._shaped(name, k)
 
-    def keep_grads(self) -> dict[str, Float[Tensor, " neuron"]]:
-        """The gradient on each site's ``keep`` of the backward passes since :meth:`set_keep`."""
-        return {name: k.grad for name, k in self.keep.items() if k.grad is not None}
+    def start_step(self, keep: dict[str, Float[Tensor, " neuron"]]) -> None:
+        """Set a training step's ``keep``, whose gradient the step's backward passes gather."""
+        self._step = {name: k.requires_grad_() for name, k in keep.items()}
+        self.set_keep(self._step)
+
+    def end_step(self) -> dict[str, Float[Tensor, " neuron"]]:
+        """The gradient on each site's ``keep`` of the backward passes since :meth:`start_step`, for the
+        sites that received one; every neuron is kept until the next ``set_keep``."""
+        grads = {name: k.grad for name, k in self._step.items() if k.grad is not None}
+        self.set_keep({name: torch.ones_like(k) for name, k in self._step.items()})
+        self._step = {}
+        return grads
 
     def __enter__(self) -> NeuronRemover:
         self._stack.enter_context(self.model.hooks(fwd_hooks=list(self.hooks.items())))

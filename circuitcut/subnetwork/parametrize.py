@@ -41,38 +41,54 @@ def gumbel_sigmoid(
     return _GumbelSTE.apply(scores, noise, temperature, generator)
 
 
+def hard_sample(
+    scores: Float[Tensor, "*shape"], *, temperature: float, noise: float, generator: torch.Generator | None
+) -> tuple[Float[Tensor, "*shape"], Tensor]:
+    """``[s + b * logit(u) > 0]`` as an exact 0/1 float (in the buffer of the draw ``u``), and the random
+    state the draw started from: what :func:`sample_grad` needs to draw the same noise again."""
+    state = (generator.get_state() if generator is not None
+             else torch.cuda.get_rng_state(scores.device) if scores.is_cuda else torch.get_rng_state())
+    u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
+    return _logistic_input(scores, u, noise, temperature).gt_(0), state
+
+
+def sample_grad(
+    scores: Float[Tensor, "*shape"], state: Tensor, grad: Float[Tensor, "*shape"], *, temperature: float, noise: float
+) -> Float[Tensor, "*shape"]:
+    """The straight-through gradient on ``scores`` of the :func:`hard_sample` drawn from ``state``, given
+    the loss's gradient ``grad`` on that sample: ``grad`` times the soft sample's slope ``d sigmoid(x) / d s
+    = 0.25 / cosh(x / 2)^2 / T``, ``x = (s + b * logit(u)) / T``, with ``u`` drawn again from ``state``."""
+    again = torch.Generator(device=scores.device)
+    again.set_state(state)
+    u = torch.rand(scores.shape, generator=again, device=scores.device, dtype=scores.dtype)
+    x = _logistic_input(scores, u, noise, temperature)
+    return x.mul_(0.5).cosh_().square_().reciprocal_().mul_(0.25 / temperature).mul_(grad)
+
+
 def _logistic_input(scores: Tensor, u: Tensor, noise: float, temperature: float) -> Tensor:
     """``(s + b * logit(u)) / T``, computed in the buffer of the uniform draw ``u``."""
     return u.clamp_(1e-6, 1 - 1e-6).logit_().mul_(noise).add_(scores.detach()).div_(temperature)
 
 
 class _GumbelSTE(torch.autograd.Function):
-    """Forward: ``[s + b * logit(u) > 0]`` as an exact 0/1 float; backward: the gradient of the soft
-    sample ``sigmoid(x)``, ``x = (s + b * logit(u)) / T``, which is ``0.25 / cosh(x / 2)^2 / T``.
+    """:func:`hard_sample` forward, :func:`sample_grad` backward.
 
     Nothing the size of the scores is kept between the two: the backward draws the same noise again
-    from the random state saved before the forward's draw (a weight run's 53 M scores would otherwise
-    keep a 212 MB soft sample alive through every forward), and every elementwise step works in place.
+    from the saved random state (a weight run's 53 M scores would otherwise keep a 212 MB soft sample
+    alive through every forward), and every elementwise step works in place.
     """
 
     @staticmethod
     def forward(ctx, scores: Tensor, noise: float, temperature: float, generator: torch.Generator | None) -> Tensor:
-        state = (generator.get_state() if generator is not None
-                 else torch.cuda.get_rng_state(scores.device) if scores.is_cuda else torch.get_rng_state())
-        u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
+        hard, state = hard_sample(scores, temperature=temperature, noise=noise, generator=generator)
         ctx.save_for_backward(scores, state)
         ctx.noise, ctx.temperature = noise, temperature
-        return _logistic_input(scores, u, noise, temperature).gt_(0)  # 1.0 or 0.0, in the draw's buffer
+        return hard
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
         scores, state = ctx.saved_tensors
-        again = torch.Generator(device=scores.device)
-        again.set_state(state)
-        u = torch.rand(scores.shape, generator=again, device=scores.device, dtype=scores.dtype)
-        x = _logistic_input(scores, u, ctx.noise, ctx.temperature)
-        slope = x.mul_(0.5).cosh_().square_().reciprocal_().mul_(0.25 / ctx.temperature)  # d sigmoid(x) / d s
-        return slope.mul_(grad), None, None, None
+        return sample_grad(scores, state, grad, temperature=ctx.temperature, noise=ctx.noise), None, None, None
 
 
 def deterministic_mask(scores: Float[Tensor, "*shape"]) -> Bool[Tensor, "*shape"]:
@@ -110,6 +126,25 @@ class MaskScores(nn.Module):
         The noise is drawn even at ``noise=0``, so the random stream does not depend on the schedule.
         """
         return {n: gumbel_sigmoid(s, temperature=temperature, noise=noise, generator=generator) for n, s in self.items()}
+
+    def draw(
+        self, *, temperature: float = 1.0, noise: float = 1.0, generator: torch.Generator | None = None
+    ) -> dict[str, tuple[Float[Tensor, "*shape"], Tensor]]:
+        """Per site, a hard training sample outside autograd and the random state it was drawn from: the
+        same samples as :meth:`sample`, for a caller that takes over their buffers and gives their gradient
+        to :meth:`add_sample_grad`."""
+        return {n: hard_sample(s.detach(), temperature=temperature, noise=noise, generator=generator)
+                for n, s in self.items()}
+
+    def add_sample_grad(
+        self, states: dict[str, Tensor], grads: dict[str, Tensor], *, temperature: float, noise: float
+    ) -> None:
+        """Add to each score's ``.grad`` the straight-through gradient of its :meth:`draw` sample (as the
+        backward of :meth:`sample` would), given the loss's gradient on the sample; sites without one get none."""
+        for name, s in self.items():
+            if name in grads:
+                g = sample_grad(s.detach(), states[name], grads[name], temperature=temperature, noise=noise)
+                s.grad = g if s.grad is None else s.grad.add_(g)
 
     def hard(self) -> dict[str, Bool[Tensor, "*shape"]]:
         """The deterministic subnetwork (True = in the subnetwork)."""

@@ -10,9 +10,10 @@ mask has settled. Every forward starts at the first masked layer from the frozen
 (:mod:`~circuitcut.subnetwork.prefix`).
 
 Memory, for a weight run's 53 M scores (212 MB each in float32): the scores and Adam's two moments
-stay; a step adds its sample (the keep values, written over the sample), their gradient and the
-masked weights' products, and frees them before the next. Nothing else the size of the scores is
-kept: the sample's backward draws its noise again, and the diagnostics read a strided subset.
+stay; a step adds the scores' gradient, its sample (whose buffer becomes keep = 1 - m, then the masked
+weights) and that product's gradient, and frees them before the next. Nothing else the size of the
+scores is kept: the sparsity term's sigmoid goes before the sample is drawn, the sample's gradient
+draws its noise again, and the diagnostics read a strided subset.
 """
 
 from __future__ import annotations
@@ -102,7 +103,6 @@ class SubnetworkTrainer:
                 for step in bar:
                     started = time.perf_counter()
                     sampled, record = self._train_step(step, ref, masker)
-                    masker.set_keep(keep0)  # lets the step's sample and its gradient go before the next is drawn
                     last = step == c.steps - 1
                     if step % c.log_every == 0 or last:
                         diagnostics, self._previous = diagnose(
@@ -138,25 +138,29 @@ class SubnetworkTrainer:
 
     def _train_step(self, step: int, ref: Reference, masker: Remover) -> tuple[dict[str, Tensor], dict]:
         c, data, gen = self.config, self.data, self.generator
+        terms, record = {}, {}
         lr = learning_rate(step, c.steps, c.peak_lr, c.warmup, c.lr_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         noise = noise_scale(step, c.steps, c.noise_start, c.noise_end, c.noise_decay)
-        masks = self.scores.sample(temperature=c.temperature, noise=noise, generator=gen)
-        # Each term's backward stops at these leaves and accumulates there; one final backward
-        # carries the sum into the scores, so the three forward graphs never coexist in memory.
-        # keep = 1 - m is written over the sample itself (its backward needs only the graph, not
-        # its values): one tensor the size of the scores fewer.
-        keep = {name: m.detach().neg_().add_(1).requires_grad_() for name, m in masks.items()}
-        sampled = {name: k.detach() == 0 for name, k in keep.items()}
-        masker.set_keep(keep)
+        # The sparsity term first: its sigmoid and the sigmoid's gradient are gone before the sample is drawn.
+        weight = sparsity_weight(step, c.steps, c.sparsity_start, c.sparsity_end)
+        terms["sparsity_loss"] = self.scores.penalty(c.sparsity)
+        (weight * terms["sparsity_loss"]).backward()
+        # The sample's buffers become keep = 1 - m and then, for weights, the masked weights (the
+        # remover takes them over); each term's backward gathers its gradient there, so the three
+        # forward graphs never coexist; the straight-through gradient reaches the scores at the end.
+        draws = self.scores.draw(temperature=c.temperature, noise=noise, generator=gen)
+        states = {name: state for name, (_, state) in draws.items()}
+        sampled = {name: m == 1 for name, (m, _) in draws.items()}
+        masker.start_step({name: m.neg_().add_(1) for name, (m, _) in draws.items()})
+        del draws
         control = torch.randperm(len(data.control), generator=gen, device=gen.device)[: c.control_batch].cpu()
         windows = torch.randperm(len(data.lm), generator=gen, device=gen.device)[: c.lm_batch].cpu()
         # Under torchrun every rank draws the same mask and batches (same seed) and takes its share of
         # each batch; the gradients are averaged before the step, so all ranks take the same step.
         target, control, windows = (distributed.shard(i) for i in (torch.arange(len(data.target)), control, windows))
 
-        terms, record = {}, {}
         if c.suppression_weight:
             batch = data.target[target]
             logits = kg_logits(self.model, batch)
@@ -177,13 +181,10 @@ class SubnetworkTrainer:
                 kl = topk_kl(ref.lm_index[w : w + 1].to(logits.device), ref.lm_logp[w : w + 1].to(logits.device), logits)
                 (c.control_lm_weight * kl / len(windows)).backward()
                 terms["control_lm"] += kl.detach().cpu() / len(windows)
-        push = masker.keep_grads()  # -dL/dm, as m = 1 - keep
+        push = masker.end_step()  # -dL/dm, as m = 1 - keep
         self.push.update(push)
-        if push:  # dL/dm = -dL/dkeep, negated in place: no temporary the size of the scores
-            torch.autograd.backward([masks[n] for n in push], [g.neg_() for g in push.values()])
-        weight = sparsity_weight(step, c.steps, c.sparsity_start, c.sparsity_end)
-        terms["sparsity_loss"] = self.scores.penalty(c.sparsity)
-        (weight * terms["sparsity_loss"]).backward()
+        self.scores.add_sample_grad(states, {n: g.neg_() for n, g in push.items()}, temperature=c.temperature, noise=noise)
+        del push
         distributed.all_reduce_grads(self.scores.parameters())
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)  # no gradient the size of the scores held between steps

@@ -72,3 +72,27 @@ def test_straight_through_gradient_is_the_soft_samples_and_the_random_stream_mov
     assert torch.equal(hard, (soft > 0.5).float())
     torch.testing.assert_close(scores.grad, free.grad, rtol=1e-5, atol=1e-6)  # 1 - soft cancels in float32 far out
     assert torch.equal(torch.rand(3, generator=gen), torch.rand(5003, generator=torch.Generator().manual_seed(0))[5000:])
+
+
+def test_draw_and_add_sample_grad_are_sample_and_its_backward():
+    """The trainer's path outside autograd gives the samples and score gradients autograd gives,
+    added to a gradient the scores hold already (the sparsity term's)."""
+    shapes = {"a": (30, 20), "b": (50,)}
+    weights = {n: torch.randn(shape, generator=torch.Generator().manual_seed(2)) for n, shape in shapes.items()}
+    grads = {}
+    for path in ("autograd", "draw"):
+        module = MaskScores(shapes, init_p=0.4)
+        module.penalty("per_unit").backward()
+        gen = torch.Generator().manual_seed(0)
+        if path == "autograd":
+            masks = module.sample(temperature=0.7, noise=0.8, generator=gen)
+            sum((masks[n] * weights[n]).sum() for n in shapes).backward()
+        else:
+            draws = module.draw(temperature=0.7, noise=0.8, generator=gen)
+            masks = {n: m for n, (m, _) in draws.items()}
+            module.add_sample_grad({n: s for n, (_, s) in draws.items()}, {n: w.clone() for n, w in weights.items()},
+                                   temperature=0.7, noise=0.8)
+        grads[path] = ([masks[n].detach() for n in shapes], [s.grad.clone() for s in module.scores], torch.rand(2, generator=gen))
+    for a, b in zip(*grads.values()):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
