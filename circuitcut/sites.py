@@ -43,8 +43,8 @@ GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
 Fill = Literal["zero", "mean"]
 FILLS: tuple[Fill, ...] = ("zero", "mean")
 """What a removed neuron's activation becomes: zero, or its mean over a reference corpus (mean ablation)."""
-Importance = Literal["freq", "abs", "rms", "std"]
-IMPORTANCES: tuple[Importance, ...] = ("freq", "abs", "rms", "std")
+Importance = Literal["freq", "abs", "rms", "std", "sqrt", "mean"]
+IMPORTANCES: tuple[Importance, ...] = ("freq", "abs", "rms", "std", "sqrt", "mean")
 """How a neuron's importance to a dataset is read from its statistics (:meth:`~circuitcut.stats.NeuronStats.importance`;
 named here, with no torch, for the command line)."""
 MATRICES: tuple[str, ...] = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out")

@@ -1,6 +1,7 @@
 """Streaming, mergeable per-neuron activation statistics, collected by hooks.
 
-Memory does not grow with the number of tokens: each site keeps five running sums per neuron.
+Memory does not grow with the number of tokens: each site keeps five running sums per neuron
+(positive count, ``x``, ``|x|``, ``x**2``, ``sqrt|x|``).
 Two :class:`NeuronStats` over disjoint tokens merge (``a + b``) into the statistics of their union,
 which makes data-parallel collection a reduction (sum) of the fields.
 """
@@ -19,7 +20,7 @@ from circuitcut.forward import stream
 from circuitcut.hooks import Hook
 from circuitcut.sites import IMPORTANCES, Importance, ModelShape, SiteKind, check_kinds, hook_name
 
-_SUMS = ("positive", "sum", "sum_abs", "sum_sq")
+_SUMS = ("positive", "sum", "sum_abs", "sum_sq", "sum_sqrt")
 
 
 @dataclass
@@ -30,6 +31,8 @@ class SiteSums:
     sum: Float[Tensor, "layer neuron"]
     sum_abs: Float[Tensor, "layer neuron"]
     sum_sq: Float[Tensor, "layer neuron"]
+    sum_sqrt: Float[Tensor, "layer neuron"]
+    """Sum of ``sqrt(|x|)``, for the ``sqrt`` importance."""
 
     @classmethod
     def zeros(cls, n_layers: int, n_neurons: int) -> SiteSums:
@@ -68,7 +71,14 @@ class NeuronStats:
         return self
 
     def importance(self, how: Importance) -> dict[SiteKind, Float[Tensor, "layer neuron"]]:
-        """freq: share of tokens with a positive activation; abs: mean |x|; rms; std."""
+        """Each neuron's importance to the tokens collected, read from the running sums.
+
+        ``freq``: share of tokens with a positive activation; ``abs``: mean ``|x|``; ``rms``: ``sqrt(mean x**2)``;
+        ``std``: population standard deviation; ``sqrt``: mean ``sqrt(|x|)``; ``mean``: mean ``x``, signed.
+        ``sqrt`` and ``mean`` are the taker library's (``ActivationCollector.add`` accumulates
+        ``data_point.abs().sqrt()`` and ``data_point``; ``ActivationCollector.summary`` returns their means
+        as ``sqrt`` and ``mean``, which ``score_indices_by_sqrt`` and ``score_indices_by_mean`` read).
+        """
         if self.count == 0:
             raise ValueError("No tokens were collected: statistics are empty.")
         n = self.count
@@ -82,19 +92,24 @@ class NeuronStats:
                 value = (s.sum_sq / n).sqrt()
             elif how == "std":
                 value = (s.sum_sq / n - (s.sum / n) ** 2).clamp_min(0).sqrt()
+            elif how == "sqrt":
+                value = s.sum_sqrt / n
+            elif how == "mean":
+                value = s.sum / n
             else:
                 raise ValueError(f"Unknown importance '{how}': choose from {', '.join(IMPORTANCES)}.")
             out[kind] = value.float()
         return out
 
     def mean(self) -> dict[SiteKind, Float[Tensor, "layer neuron"]]:
-        return {k: (s.sum / max(self.count, 1)).float() for k, s in self.sums.items()}
+        """Each neuron's mean activation (the reference of mean ablation)."""
+        return self.importance("mean")
 
 
 class StatsHook:
     """Adds one layer's activations at the positions in ``token_mask`` to running sums.
 
-    The four sums of a batch are taken in float32 on the activation's device (whatever the model's
+    The five sums of a batch are taken in float32 on the activation's device (whatever the model's
     dtype) and added to a float64 running total kept on that device; :meth:`flush` moves the total
     into ``sums`` (on the CPU) once per collection, so a GPU run does no per-batch transfer.
     :func:`~circuitcut.forward.stream` flushes its ``stat_hooks`` when it ends; call it yourself
@@ -104,14 +119,16 @@ class StatsHook:
     def __init__(self, sums: SiteSums, layer: int):
         self.sums, self.layer = sums, layer
         self.token_mask: Bool[Tensor, "batch pos"] | None = None
-        self._total: Float[Tensor, "4 neuron"] | None = None
+        self._total: Float[Tensor, "5 neuron"] | None = None
 
     def __call__(self, activation: Float[Tensor, "batch pos *neuron"], hook=None) -> None:
         x = activation.detach().flatten(0, 1).flatten(1)  # (batch pos) neuron
         if self.token_mask is not None:
             x = x[self.token_mask.reshape(-1).to(x.device)]
         x = x.float()  # no copy for float32 models
-        batch = torch.stack((x.gt(0).sum(0, dtype=torch.float32), x.sum(0), x.abs().sum(0), x.square().sum(0)))
+        magnitude = x.abs()
+        batch = torch.stack((x.gt(0).sum(0, dtype=torch.float32), x.sum(0), magnitude.sum(0), x.square().sum(0),
+                             magnitude.sqrt().sum(0)))
         if self._total is None:
             self._total = torch.zeros(batch.shape, dtype=_accumulator_dtype(batch.device), device=batch.device)
         self._total += batch

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from circuitcut.sites import ModelShape, hook_name
-from circuitcut.stats import NeuronStats, collect_stats
+from circuitcut.sites import IMPORTANCES, ModelShape, hook_name
+from circuitcut.stats import NeuronStats, StatsHook, collect_stats
 
 
 def _tokens(n=6, pos=16, seed=0):
@@ -20,6 +20,8 @@ def _direct(model, tokens, kind, layer, token_mask=None):
         "abs": x.abs().mean(0),
         "rms": x.pow(2).mean(0).sqrt(),
         "std": x.std(0, unbiased=False),
+        "sqrt": x.abs().sqrt().mean(0),
+        "mean": x.mean(0),
     }
 
 
@@ -36,6 +38,21 @@ def test_statistics_match_a_direct_computation(tiny_model, kind):
             torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-4)
 
 
+def test_sqrt_and_mean_importance_on_a_small_tensor(tiny_model):
+    """The reference's sqrt (mean sqrt|x|) and mean (signed) on numbers worked by hand."""
+    shape = ModelShape.of(tiny_model)
+    stats = NeuronStats.empty(shape, ["mlp"])
+    hook = StatsHook(stats.sums["mlp"], layer=1)
+    x = torch.zeros(1, 2, shape.d_mlp)
+    x[0, :, :2] = torch.tensor([[4.0, -9.0], [1.0, 0.0]])  # two tokens, two neurons
+    hook(x)
+    hook.flush()
+    stats.count = 2
+    torch.testing.assert_close(stats.importance("sqrt")["mlp"][1, :2], torch.tensor([1.5, 1.5]))
+    torch.testing.assert_close(stats.importance("mean")["mlp"][1, :2], torch.tensor([2.5, -4.5]))
+    assert stats.importance("sqrt")["mlp"][0].abs().sum() == 0  # another layer's sums are untouched
+
+
 def test_two_halves_merge_into_one_pass(tiny_model):
     tokens = _tokens(8)
     whole = collect_stats(tiny_model, tokens, ["mlp", "attn_v"])
@@ -43,7 +60,7 @@ def test_two_halves_merge_into_one_pass(tiny_model):
         tiny_model, tokens[3:], ["mlp", "attn_v"]
     )
     assert merged.count == whole.count
-    for how in ("freq", "abs", "rms", "std"):
+    for how in IMPORTANCES:
         for kind in ("mlp", "attn_v"):
             torch.testing.assert_close(merged.importance(how)[kind], whole.importance(how)[kind])
 

@@ -1,6 +1,7 @@
 """How selective pruning ranks neurons: ``importance(forget) / (importance(retain) + eps)`` (the reference code's
-direction; the paper's Definition 2 prints the ratio the other way round), the top of the ranking among
-the neurons still present, and the random baseline's scores."""
+direction; the paper's Definition 2 prints the ratio the other way round; ``|mean(forget) - mean(retain)|`` for
+the signed ``mean`` importance), the top of the ranking among the neurons still present, and the random
+baseline's scores."""
 
 from __future__ import annotations
 
@@ -15,8 +16,13 @@ from circuitcut.stats import NeuronStats
 def selectivity_scores(
     forget: NeuronStats, retain: NeuronStats, importance: Importance, eps: dict[SiteKind, float]
 ) -> dict[SiteKind, Float[Tensor, "layer neuron"]]:
-    """``importance(forget) / (importance(retain) + eps)``: high means used for forget, not retain."""
+    """``importance(forget) / (importance(retain) + eps)``: high means used for forget, not retain.
+
+    A ratio of signed means would rank by sign, so ``mean`` scores ``|mean(forget) - mean(retain)|``, without
+    eps, as the taker library's ``score_indices_by_mean`` does."""
     f, r = forget.importance(importance), retain.importance(importance)
+    if importance == "mean":
+        return {k: (f[k] - r[k]).abs() for k in f}
     return {k: f[k] / (r[k] + eps[k]) for k in f}
 
 

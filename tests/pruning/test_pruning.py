@@ -25,6 +25,19 @@ def test_a_neuron_used_only_by_forget_data_is_pruned_first(tiny_model, data):
     assert not result.masks["selective"].by_kind()["mlp"][layer, neuron]
 
 
+@pytest.mark.parametrize("importance", ["sqrt", "mean"])
+def test_sqrt_and_mean_importance_find_the_planted_neuron(tiny_model, data, importance):
+    layer, neuron = plant_forget_neuron(tiny_model)
+    config = PruningConfig(forget="f", retain="r", importance=importance, steps=1, frac=0.01, tokens=128, window=16,
+                           baseline=False)
+    result = prune(tiny_model, config, data=data, progress=False)
+    assert result.masks["selective"].by_kind()["mlp"][layer, neuron]
+    forget, retain = result.importances["forget.mlp"], result.importances["retain.mlp"]
+    if importance == "mean":  # signed, and scored by the size of the difference
+        assert forget[layer, neuron] > 0 and retain[layer, neuron] == 0
+        assert (forget - retain).abs().argmax() == layer * forget.shape[1] + neuron
+
+
 def test_history_counts_steps_fractions_and_baseline(tiny_model, data):
     config = PruningConfig(forget="f", retain="r", sites=("mlp", "attn_v"), steps=3, frac=0.05,
                            tokens=128, window=16)
