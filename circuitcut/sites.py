@@ -17,6 +17,10 @@ Every per-neuron quantity in circuitcut (statistics, scores, masks) is stored pe
 ``[n_layers, n_neurons]`` tensor with the layer's neurons flattened in hook order, so that
 ``neuron_index = head * d_head + dim`` for attention sites.
 
+Pruning removes *units*: a neuron of a site kind, or (kind ``heads``) a whole attention head, its
+``d_head`` consecutive ``attn_z`` neurons together; a removed head is those neurons removed, so every mask
+stays a neuron mask.
+
 Every site name, a neuron site's hook or a weight matrix (``blocks.L.mlp.in``), is
 ``blocks.<layer>.<part>``; :func:`site_name` writes one and :func:`parse_site` reads one.
 """
@@ -37,6 +41,10 @@ DESCRIPTIONS = {
     "attn_v": "attention value neurons (attn.hook_v; one feeds every query head of its group)",
     "attn_z": "attention pre-out neurons (attn.hook_z)",
 }
+UnitKind = Literal["mlp", "attn_v", "attn_z", "heads"]
+UNIT_KINDS: tuple[UnitKind, ...] = (*SITE_KINDS, "heads")
+"""What pruning removes one at a time: a neuron of a site kind, or ``heads``, a whole attention head."""
+_UNIT_SITES: dict[str, SiteKind] = {"heads": "attn_z"}
 Granularity = Literal["weight", "neuron"]
 GRANULARITIES: tuple[Granularity, ...] = ("weight", "neuron")
 """What a mask removes: single weights of weight matrices, or whole neurons of neuron sites."""
@@ -51,14 +59,36 @@ MATRICES: tuple[str, ...] = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate",
 """The weight-matrix parts of a block that weight masks can mask (``blocks.L.mlp.in``)."""
 
 
-def check_kinds(kinds: str | list[str] | tuple[str, ...]) -> tuple[SiteKind, ...]:
-    """Validate site kinds given as a list or a comma-separated string."""
+def _listed(kinds: str | list[str] | tuple[str, ...], allowed: tuple[str, ...]) -> tuple:
+    """Kinds given as a list or a comma-separated string, each one of ``allowed``, without repeats."""
     if isinstance(kinds, str):
         kinds = [k.strip() for k in kinds.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in SITE_KINDS]
+    unknown = [k for k in kinds if k not in allowed]
     if unknown or not kinds:
-        raise ValueError(f"Unknown site kind(s) {unknown or kinds}: choose from {', '.join(SITE_KINDS)}.")
-    return tuple(dict.fromkeys(kinds))  # type: ignore[return-value]
+        raise ValueError(f"Unknown site kind(s) {unknown or kinds}: choose from {', '.join(allowed)}.")
+    return tuple(dict.fromkeys(kinds))
+
+
+def check_kinds(kinds: str | list[str] | tuple[str, ...]) -> tuple[SiteKind, ...]:
+    """Validate site kinds given as a list or a comma-separated string."""
+    return _listed(kinds, SITE_KINDS)
+
+
+def check_units(kinds: str | list[str] | tuple[str, ...]) -> tuple[UnitKind, ...]:
+    """Validate pruning unit kinds given as a list or a comma-separated string; two kinds made of the same
+    neurons (``heads`` and ``attn_z``) are refused, since each step removes a count of each."""
+    units = _listed(kinds, UNIT_KINDS)
+    for site in SITE_KINDS:
+        sharing = [k for k in units if unit_site(k) == site]
+        if len(sharing) > 1:
+            raise ValueError(f"{' and '.join(sharing)} both remove {site} neurons, and each step removes a count "
+                             f"of each from the same neurons: prune one of them.")
+    return units
+
+
+def unit_site(kind: UnitKind) -> SiteKind:
+    """The site kind whose neurons a unit of ``kind`` is made of (``heads`` -> ``attn_z``)."""
+    return _UNIT_SITES.get(kind, kind)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -99,6 +129,14 @@ class ModelShape:
         for d in self.neuron_shape(kind):
             n *= d
         return n
+
+    def unit_size(self, kind: UnitKind) -> int:
+        """Neurons per unit: ``d_head`` for a head, 1 for a neuron."""
+        return self.d_head if kind == "heads" else 1
+
+    def n_units(self, kind: UnitKind) -> int:
+        """Units of ``kind`` per layer (``n_heads`` for heads)."""
+        return self.n_neurons(unit_site(kind)) // self.unit_size(kind)
 
     def describe(self) -> str:
         lines = [

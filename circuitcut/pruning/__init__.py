@@ -1,5 +1,5 @@
 """Selective pruning (Pochinkov & Schoots, arXiv 2403.01267), with a random-pruning baseline: remove, step by
-step, the neurons most important to a *forget* corpus relative to a *retain* corpus.
+step, the neurons (or attention heads) most important to a *forget* corpus relative to a *retain* corpus.
 
 Example:
     >>> from circuitcut.pruning import PruningConfig, prune, PruningResult
@@ -23,22 +23,25 @@ __all__ = [
     "PruningConfig",
     "PruningData",
     "PruningResult",
+    "next_removal",
     "prune",
     "random_scores",
     "run_settings",
     "selectivity_scores",
     "top_unpruned",
+    "unit_scores",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "circuitcut.pruning.config": ("DEFAULT_EPS", "PruningConfig"),
     "circuitcut.pruning.data": ("PruningData",),
     "circuitcut.pruning.run": ("PruningResult", "prune", "run_settings"),
-    "circuitcut.pruning.scoring": ("random_scores", "selectivity_scores", "top_unpruned"),
+    "circuitcut.pruning.scoring": ("next_removal", "random_scores", "selectivity_scores", "top_unpruned",
+                                  "unit_scores"),
 })
 
 if TYPE_CHECKING:  # what type checkers and editors see, as eager imports would
     from circuitcut.pruning.config import DEFAULT_EPS, PruningConfig
     from circuitcut.pruning.data import PruningData
     from circuitcut.pruning.run import PruningResult, prune, run_settings
-    from circuitcut.pruning.scoring import random_scores, selectivity_scores, top_unpruned
+    from circuitcut.pruning.scoring import next_removal, random_scores, selectivity_scores, top_unpruned, unit_scores

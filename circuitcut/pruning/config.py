@@ -8,15 +8,21 @@ here. Reading this module imports no torch: the command line builds its parser f
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from circuitcut.runs import config_from_dict
-from circuitcut.sites import FILLS, IMPORTANCES, Fill, Importance, ModelShape, SiteKind, check_kinds
+from typing import Literal
 
-DEFAULT_EPS: dict[SiteKind, float] = {"mlp": 1e-3, "attn_v": 1e-4, "attn_z": 1e-4}
+from circuitcut.runs import config_from_dict
+from circuitcut.sites import (FILLS, IMPORTANCES, Fill, Importance, ModelShape, SiteKind, UnitKind, check_units,
+                              unit_site)
+
+DEFAULT_EPS: dict[UnitKind, float] = {"mlp": 1e-3, "attn_v": 1e-4, "attn_z": 1e-4, "heads": 1e-4}
+HeadScore = Literal["median", "mean"]
+HEAD_SCORES: tuple[HeadScore, ...] = ("median", "mean")
 RUN_SETTINGS = ("model", "dtype", "window_prefix")
 """What ``config.json`` records beside the config (see :func:`~circuitcut.pruning.run.run_settings`)."""
-RECORDED_DEFAULTS = {"window_prefix": [], "dtype": "torch.float32", "fill": "zero"}
+RECORDED_DEFAULTS = {"window_prefix": [], "dtype": "torch.float32", "fill": "zero", "head_score": "median"}
 """What a run folder written before these fields were recorded was made with (windows had no
-special tokens; models loaded in float32; removed neurons were zeroed), so that it still resumes."""
+special tokens; models loaded in float32; removed neurons were zeroed; no heads, so any head score),
+so that it still resumes."""
 
 FLAG_GROUPS: dict[str, str] = {
     "data": "the corpora and the token windows statistics and evaluation read",
@@ -35,19 +41,28 @@ class PruningConfig:
     retain: str = field(default="prose", metadata={"group": "data", "metavar": "CORPUS"})
     """Corpus whose capability is kept."""
     sites: tuple[str, ...] = field(default=("mlp",), metadata={"group": "pruning", "metavar": "K1,K2"})
-    """Neuron site kinds to prune: ``mlp``, ``attn_v``, ``attn_z``."""
+    """Site kinds to prune: neurons of ``mlp``, ``attn_v``, ``attn_z``, or ``heads``, whole attention heads.
+
+    A head is scored from its ``d_head`` pre-out (``attn_z``) neurons' scores (``head_score``), and removing it
+    removes all of them; its fraction counts heads."""
     importance: Importance = field(default="abs", metadata={"group": "pruning"})
     """Importance function: how a neuron's importance to each corpus is measured."""
     steps: int = field(default=5, metadata={"group": "pruning"})
     """Number of pruning steps."""
     frac: float = field(default=0.02, metadata={"group": "pruning"})
-    """Fraction of each site kind's neurons removed per step (the paper: 0.02 for 50 steps)."""
+    """Fraction of each site kind's units (neurons, or heads) removed per step (the paper: 0.02 for 50 steps)."""
     tokens: int = field(default=8192, metadata={"group": "data"})
     """Tokens per dataset for statistics, and again (disjoint) for evaluation."""
     window: int = field(default=128, metadata={"group": "data"})
     """Tokens per window."""
     eps: dict[str, float] = field(default_factory=dict, metadata={"group": "pruning"})
     """Per site kind, added to the retain importance; missing kinds take 1e-3 (mlp) / 1e-4 (attention)."""
+    head_score: HeadScore = field(default="median", metadata={"group": "pruning", "legacy": "median"})
+    """How a head's score is read from its neurons' scores: their median, or their mean.
+
+    The taker library's two head modes: its default ``attn_prune_heads_mode="mean"`` runs
+    ``choose_attn_heads_by_mean``, which takes the median over the head's neurons (``torch.quantile`` at
+    0.5), and its mode ``"median"`` takes the mean."""
     one_shot: bool = field(default=False, metadata={"group": "pruning"})
     """Score once on the unpruned model and remove in steps from that ranking, without re-collecting."""
     fill: Fill = field(default="zero", metadata={"group": "pruning", "legacy": "zero"})
@@ -71,11 +86,13 @@ class PruningConfig:
     the default)."""
 
     def __post_init__(self) -> None:
-        self.sites = check_kinds(self.sites)
+        self.sites = check_units(self.sites)
         if self.importance not in IMPORTANCES:
             raise ValueError(f"Unknown importance '{self.importance}': choose from {', '.join(IMPORTANCES)}.")
         if self.fill not in FILLS:
             raise ValueError(f"Unknown fill '{self.fill}': choose from {', '.join(FILLS)}.")
+        if self.head_score not in HEAD_SCORES:
+            raise ValueError(f"Unknown head_score '{self.head_score}': choose from {', '.join(HEAD_SCORES)}.")
         if not 0 < self.frac <= 1:
             raise ValueError(f"frac={self.frac} is outside (0, 1]: it is the fraction of neurons removed per step.")
         if self.steps < 1:
@@ -93,17 +110,22 @@ class PruningConfig:
         if unknown:
             raise ValueError(f"eps given for {sorted(unknown)}, which are not among the pruned sites {self.sites}.")
 
-    def eps_for(self, kind: SiteKind) -> float:
+    @property
+    def site_kinds(self) -> tuple[SiteKind, ...]:
+        """The neuron site kinds the pruned units are made of: where statistics are collected and masks made."""
+        return tuple(dict.fromkeys(unit_site(k) for k in self.sites))
+
+    def eps_for(self, kind: UnitKind) -> float:
         return self.eps.get(kind, DEFAULT_EPS[kind])
 
-    def per_step(self, shape: ModelShape) -> dict[SiteKind, int]:
-        """Neurons removed per step for each kind; refuses steps that would remove none."""
-        counts = {k: round(self.frac * shape.n_neurons(k) * shape.n_layers) for k in self.sites}
+    def per_step(self, shape: ModelShape) -> dict[UnitKind, int]:
+        """Units removed per step for each kind; refuses steps that would remove none."""
+        counts = {k: round(self.frac * shape.n_units(k) * shape.n_layers) for k in self.sites}
         for kind, n in counts.items():
             if n == 0:
                 raise ValueError(
-                    f"frac={self.frac} removes no {kind} neuron per step on this model "
-                    f"({shape.n_neurons(kind) * shape.n_layers} neurons): use a larger frac."
+                    f"frac={self.frac} removes none of this model's {shape.n_units(kind) * shape.n_layers} "
+                    f"{kind} units per step: use a larger frac."
                 )
         return counts
 

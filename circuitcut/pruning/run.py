@@ -1,10 +1,10 @@
 """The selective-pruning loop, its random-pruning baseline and their run folders.
 
 Each step collects neuron statistics on the *forget* and *retain* data with the current mask in
-place, scores every still-present neuron (:mod:`~circuitcut.pruning.scoring`) and removes the
-highest-scoring ``frac`` of each site kind's neurons. After each step both
-datasets' evaluation splits, disjoint from the statistics splits, are scored. Random pruning
-removes as many neurons per step, chosen uniformly among those still present.
+place, scores every still-present unit, a neuron or a whole attention head
+(:mod:`~circuitcut.pruning.scoring`), and removes the highest-scoring ``frac`` of each site kind's units.
+After each step both datasets' evaluation splits, disjoint from the statistics splits, are scored.
+Random pruning removes as many units per step, chosen uniformly among those still present.
 
 Every finished step is written to the run folder before the next begins (mask, then history as
 the commit point), so an interrupted run resumes where it stopped and ends with the same masks.
@@ -30,9 +30,9 @@ from circuitcut.masks import Mask, mean_activations
 from circuitcut.pruning.config import RECORDED_DEFAULTS, PruningConfig
 from circuitcut.pruning.data import PruningData
 from circuitcut.pruning.report import drops, steps_frame, summary_text
-from circuitcut.pruning.scoring import random_scores, selectivity_scores, top_unpruned
+from circuitcut.pruning.scoring import next_removal, random_scores, selectivity_scores, unit_scores
 from circuitcut.runs import atomic_path, check_out_folder, check_same_settings, read_json, write_config, write_json
-from circuitcut.sites import ModelShape
+from circuitcut.sites import ModelShape, unit_site
 from circuitcut.special_tokens import window_prefix
 from circuitcut.stats import NeuronStats, collect_stats, finish_stats, stats_hooks
 
@@ -197,9 +197,10 @@ def prune(
     if data is None:
         data = PruningData.from_config(model.tokenizer, config)
         notes = {name: corpus_notes(getattr(config, name)) for name in ("forget", "retain")}
-    blank = Mask.empty(ModelShape.of(model), config.sites)  # removes nothing, filled as every later mask
+    kinds = config.site_kinds
+    blank = Mask.empty(ModelShape.of(model), kinds)  # removes nothing, filled as every later mask
     if config.fill == "mean":
-        blank = blank.with_means(mean_activations(model, data.retain_stats, config.sites, config.batch_size))
+        blank = blank.with_means(mean_activations(model, data.retain_stats, kinds, config.batch_size))
     run = _Run(model, config, out, blank)
     if run.write and notes:
         write_json(out / "corpora.json", notes)
@@ -215,7 +216,7 @@ def prune(
         hooks = mask.hooks(model)
         metrics, stats = [], []
         for name, tokens in eval_splits:
-            st = NeuronStats.empty(run.shape, config.sites) if collect else None
+            st = NeuronStats.empty(run.shape, kinds) if collect else None
             metrics.append(evaluate_tokens(model, tokens, fwd_hooks=hooks, skip_common=config.skip_common,
                                            stat_hooks=stats_hooks(st) if collect else (), batch_size=bs,
                                            desc=f"evaluate {name}", across_ranks=parallel))
@@ -226,7 +227,7 @@ def prune(
     def statistics(mask: Mask) -> tuple[NeuronStats, NeuronStats]:
         hooks = mask.hooks(model)
         splits = eval_splits if config.stats_on_eval else (("forget", data.forget_stats), ("retain", data.retain_stats))
-        return tuple(collect_stats(model, tokens, config.sites, fwd_hooks=hooks, batch_size=bs,
+        return tuple(collect_stats(model, tokens, kinds, fwd_hooks=hooks, batch_size=bs,
                                    desc=f"statistics {name}", across_ranks=parallel)
                      for name, tokens in splits)
 
@@ -234,7 +235,7 @@ def prune(
     total = 1 + config.steps * len(methods)
     evaluated_original = any(h["method"] == "original" for h in run.history)
     done = int(evaluated_original) + sum(run.done(m)[0] for m in methods)
-    eps = {k: config.eps_for(k) for k in config.sites}
+    eps = {unit_site(k): config.eps_for(k) for k in config.sites}
     # With stats_on_eval, the statistics of the mask just evaluated (None: collect them when needed).
     pending: tuple[NeuronStats, NeuronStats] | None = None
     with tqdm(total=total, initial=done, desc="pruning steps", disable=not progress) as bar:
@@ -255,15 +256,14 @@ def prune(
                     seen = run.blank if config.one_shot else mask
                     forget, retain = pending if pending is not None else statistics(seen)
                     pending = None
-                    scores = selectivity_scores(forget, retain, config.importance, eps)
+                    scores = unit_scores(selectivity_scores(forget, retain, config.importance, eps), config.sites,
+                                         run.shape, config.head_score)
                     # Reduced sums are the same on every rank; broadcasting makes the masks agree
                     # bit for bit whatever the reduction order.
                     distributed.broadcast_(list(scores.values()))
                     if step == 1:
                         run.save_importances(forget, retain)
-                removed = mask.by_kind()
-                mask = mask | Mask.from_kinds(run.shape, {k: top_unpruned(scores[k], removed[k], n)
-                                                          for k, n in run.per_step.items()})
+                mask = mask | Mask.from_kinds(run.shape, next_removal(scores, mask.by_kind(), run.per_step, run.shape))
                 collect = (config.stats_on_eval and method == "selective" and not config.one_shot
                            and step < config.steps)
                 f_metrics, r_metrics, pending = evaluate(mask, collect)

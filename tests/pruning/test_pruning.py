@@ -119,6 +119,8 @@ def test_a_saved_mask_applies_to_a_freshly_loaded_model(tiny_model, tiny_model_d
         ({"steps": 60, "frac": 0.02}, "more than all neurons"),
         ({"importance": "l2"}, "Unknown importance"),
         ({"eps": {"attn_v": 1e-4}}, "not among the pruned sites"),
+        ({"sites": ("heads", "attn_z")}, "heads and attn_z both remove attn_z neurons.*prune one of them"),
+        ({"sites": ("heads",), "head_score": "max"}, "Unknown head_score 'max': choose from median, mean"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
@@ -128,7 +130,7 @@ def test_bad_settings_are_refused(kwargs, message):
 
 def test_a_fraction_that_removes_no_neuron_is_refused(tiny_model, data):
     config = PruningConfig(forget="f", retain="r", frac=0.001, steps=1, tokens=128, window=16)
-    with pytest.raises(ValueError, match="removes no mlp neuron"):
+    with pytest.raises(ValueError, match="removes none of this model's 192 mlp units"):
         prune(tiny_model, config, data=data, progress=False)
 
 

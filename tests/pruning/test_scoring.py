@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from circuitcut.pruning.scoring import selectivity_scores
+from circuitcut.pruning.scoring import next_removal, selectivity_scores, unit_scores
 from circuitcut.sites import ModelShape
 from circuitcut.stats import NeuronStats, SiteSums
 
@@ -30,3 +30,24 @@ def test_ratio_importances_divide_forget_by_retain_plus_eps(importance, expected
     retain = stats_of(torch.tensor([[1.0, -1.0], [-1.0, 1.0]]))  # 1, 1 for both
     scores = selectivity_scores(forget, retain, importance, {"mlp": 1e-3})["mlp"][0]
     torch.testing.assert_close(scores, torch.tensor(expected))
+
+
+HEADS = ModelShape("toy", n_layers=1, d_model=8, d_mlp=2, n_heads=2, n_key_value_heads=2, d_head=4)
+
+
+@pytest.mark.parametrize("head_score, expected", [("median", [2.5, 6.0]), ("mean", [4.0, 6.0])])
+def test_a_heads_score_is_the_median_or_mean_of_its_neurons_scores(head_score, expected):
+    """taker's torch.quantile(q=0.5) median interpolates between the two middle scores (torch.median would not)."""
+    neurons = {"attn_z": torch.tensor([[1.0, 10.0, 2.0, 3.0, 6.0, 6.0, 6.0, 6.0]])}
+    scores = unit_scores(neurons, ("heads",), HEADS, head_score)
+    torch.testing.assert_close(scores["heads"], torch.tensor([expected]))
+    assert torch.equal(unit_scores(neurons, ("attn_z",), HEADS, head_score)["attn_z"], neurons["attn_z"])
+
+
+def test_a_removed_head_is_all_its_neurons_and_is_not_chosen_again():
+    scores = {"heads": torch.tensor([[5.0, 1.0]])}
+    removed = {"attn_z": torch.zeros(1, 8, dtype=torch.bool)}
+    first = next_removal(scores, removed, {"heads": 1}, HEADS)["attn_z"]
+    assert first.tolist() == [[True] * 4 + [False] * 4]
+    second = next_removal(scores, {"attn_z": first}, {"heads": 1}, HEADS)["attn_z"]
+    assert second.tolist() == [[False] * 4 + [True] * 4]
