@@ -111,7 +111,7 @@ def cmd_demo(args) -> None:
     model = _load(args)
     print(ModelShape.of(model).describe(), "\n")
     print(f"Selective pruning: forget {config.forget}, retain {config.retain}, {config.sites} neurons, "
-          f"{config.importance} importance, {config.steps} steps of {config.frac:.0%}, {config.tokens} tokens per split")
+          f"{config.importance} importance, {config.steps} steps of {config.frac_text()}, {config.tokens} tokens per split")
     start = time.perf_counter()
     # Resuming makes a repeated or interrupted demo pick up what is already in its folder.
     result = prune(model, config, out_dir=args.out, resume=True)

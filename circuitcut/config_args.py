@@ -9,6 +9,7 @@ preset:
 * ``X | None``: ``none`` means ``None``;
 * ``tuple[...]``: comma-separated (``--layers 15,16,17`` or a range ``--layers 15-29``);
 * ``dict[str, float]``: comma-separated ``key=value`` pairs (``--eps mlp=1e-3,attn_v=1e-4``; ``none``: empty);
+* ``float | dict[str, float]``: one value, or ``key=value`` pairs (``--frac 0.02``, ``--frac mlp=0.02,heads=0.05``);
 * ``bool``: a switch and its negation (``--one-shot``, ``--no-one-shot``).
 
 A flag's help is the summary of its field's docstring (the text before the first blank line), with
@@ -51,12 +52,16 @@ def field_summaries(cls) -> dict[str, str]:
     return docs
 
 
+def _union(annotation) -> bool:
+    return isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+
+
 def _parts(annotation) -> tuple[Any, bool]:
-    """The annotation without ``| None``, and whether ``None`` was allowed."""
+    """The annotation without ``| None`` (a union still where two types remain), and whether ``None`` was allowed."""
     args = typing.get_args(annotation)
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+    if _union(annotation):
         rest = [a for a in args if a is not type(None)]
-        return rest[0], len(rest) < len(args)
+        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), len(rest) < len(args)
     return annotation, False
 
 
@@ -84,7 +89,11 @@ def _pairs(text: str, value_type) -> dict:
 def _parser(annotation):
     """The argparse ``type`` for one field (a callable from the flag's text to the value)."""
     inner, optional = _parts(annotation)
-    if typing.get_origin(inner) is dict:
+    if _union(inner):  # one value, or key=value pairs
+        pairs, one = sorted(typing.get_args(inner), key=lambda a: typing.get_origin(a) is not dict)
+        pairs, one = _parser(pairs), _parser(one)
+        convert = lambda text: pairs(text) if "=" in text else one(text)  # noqa: E731
+    elif typing.get_origin(inner) is dict:
         value = typing.get_args(inner)[1]
         convert = lambda text: _pairs(text, value)  # noqa: E731
     elif typing.get_origin(inner) is tuple:
@@ -111,7 +120,9 @@ def _metavar(annotation) -> str | None:
     inner, optional = _parts(annotation)
     if typing.get_origin(inner) is Literal:
         return None
-    if typing.get_origin(inner) is dict:
+    if _union(inner):
+        text = "|".join(map(_metavar, typing.get_args(inner)))
+    elif typing.get_origin(inner) is dict:
         text = "K=FLOAT,..."
     elif typing.get_origin(inner) is tuple:
         text = "N1,N2|A-B" if typing.get_args(inner)[0] is int else "A,B"

@@ -387,7 +387,7 @@ def make_figures(
     # Name the default run folder by the cache variable, not this machine's home directory.
     default_runs = "$CIRCUITCUT_CACHE/figure-runs/" + budget if runs_dir is None else str(runs)
     sources = [f"pruning: {pruning_run or default_runs + '/pruning-mlp'} ({pruning.config.steps} steps of "
-               f"{pruning.config.frac:.0%}, {pruning.config.tokens} tokens per dataset)"]
+               f"{pruning.config.frac_text()}, {pruning.config.tokens} tokens per dataset)"]
     sources += [f"subnetwork '{label}': {r.config.target}, {r.config.steps} steps, seed {r.config.seed} "
                 f"(facts sampled with seed {r.config.sample_seed}), {r.config.units}"
                 for label, r in subnetworks.items()]

@@ -257,8 +257,14 @@ def test_every_pruning_field_is_a_flag_whose_default_is_the_configs(command):
     assert config.sites == ("mlp", "attn_v") and config.eps == {"mlp": 0.01, "attn_v": 0.002}
     assert (config.baseline, config.one_shot, config.fill, config.skip_common) == (False, True, "mean", 7)
     assert config.steps == PruningConfig(**defaults).steps
+    per_kind = _pruning_config(parser.parse_args(["--sites", "mlp,heads", "--frac", "mlp=0.02,heads=0.1",
+                                                  "--head-score", "mean"]), defaults)
+    assert (per_kind.sites, per_kind.frac, per_kind.head_score) == (("mlp", "heads"), {"mlp": 0.02, "heads": 0.1}, "mean")
+    assert _pruning_config(parser.parse_args(["--frac", "0.03"]), defaults).frac == 0.03
 
 
 def test_a_pruning_config_error_names_the_flag(tmp_path, capsys):
     assert main(["prune", "--steps", "60", "--out", str(tmp_path / "p")]) == 2
     assert "a smaller --frac" in capsys.readouterr().err
+    assert main(["prune", "--sites", "mlp,heads", "--frac", "mlp=0.02", "--out", str(tmp_path / "p")]) == 2
+    assert "add heads=FLOAT to --frac" in capsys.readouterr().err

@@ -49,8 +49,11 @@ class PruningConfig:
     """Importance function: how a neuron's importance to each corpus is measured."""
     steps: int = field(default=5, metadata={"group": "pruning"})
     """Number of pruning steps."""
-    frac: float = field(default=0.02, metadata={"group": "pruning"})
-    """Fraction of each site kind's units (neurons, or heads) removed per step (the paper: 0.02 for 50 steps)."""
+    frac: float | dict[str, float] = field(default=0.02, metadata={"group": "pruning"})
+    """Fraction of each site kind's units (neurons, or heads) removed per step (the paper: 0.02 for 50 steps).
+
+    One number for every kind, or one per kind (``{"mlp": 0.02, "heads": 0.05}``; on the command line
+    ``--frac mlp=0.02,heads=0.05``), as the taker library's ``ff_frac`` and ``attn_frac``."""
     tokens: int = field(default=8192, metadata={"group": "data"})
     """Tokens per dataset for statistics, and again (disjoint) for evaluation."""
     window: int = field(default=128, metadata={"group": "data"})
@@ -93,15 +96,25 @@ class PruningConfig:
             raise ValueError(f"Unknown fill '{self.fill}': choose from {', '.join(FILLS)}.")
         if self.head_score not in HEAD_SCORES:
             raise ValueError(f"Unknown head_score '{self.head_score}': choose from {', '.join(HEAD_SCORES)}.")
-        if not 0 < self.frac <= 1:
-            raise ValueError(f"frac={self.frac} is outside (0, 1]: it is the fraction of neurons removed per step.")
         if self.steps < 1:
             raise ValueError(f"steps={self.steps}: at least one pruning step is needed.")
-        if self.steps * self.frac > 1 + 1e-9:
-            raise ValueError(
-                f"{self.steps} steps of {self.frac:.3g} would remove more than all neurons; "
-                f"use at most {int(1 / self.frac)} steps or a smaller frac."
-            )
+        if isinstance(self.frac, dict):
+            unknown, missing = set(self.frac) - set(self.sites), [k for k in self.sites if k not in self.frac]
+            if unknown:
+                raise ValueError(f"frac given for {sorted(unknown)}, which are not among the pruned sites "
+                                 f"{self.sites}: add them to sites or leave them out of frac.")
+            if missing:
+                raise ValueError(f"frac gives no fraction for {missing}: add {missing[0]}=FLOAT to frac, "
+                                 f"or give one number for every kind.")
+        for kind, frac in self.fracs.items():
+            if not 0 < frac <= 1:
+                raise ValueError(f"frac={frac} ({kind}) is outside (0, 1]: it is the fraction of units removed "
+                                 f"per step.")
+            if self.steps * frac > 1 + 1e-9:
+                raise ValueError(
+                    f"{self.steps} steps of {frac:.3g} would remove more than all {kind} units; "
+                    f"use at most {int(1 / frac)} steps or a smaller frac."
+                )
         if self.forget == self.retain:
             raise ValueError(f"forget and retain are both '{self.forget}': pruning needs two different corpora.")
         if self.tokens < self.window:
@@ -109,6 +122,17 @@ class PruningConfig:
         unknown = set(self.eps) - set(self.sites)
         if unknown:
             raise ValueError(f"eps given for {sorted(unknown)}, which are not among the pruned sites {self.sites}.")
+
+    @property
+    def fracs(self) -> dict[UnitKind, float]:
+        """The fraction of each pruned kind's units removed per step."""
+        return {k: self.frac[k] if isinstance(self.frac, dict) else self.frac for k in self.sites}
+
+    def frac_text(self) -> str:
+        """``2%``, or ``mlp 2%, heads 5%`` for fractions per kind."""
+        if not isinstance(self.frac, dict):
+            return f"{self.frac:.0%}"
+        return ", ".join(f"{kind} {frac:.0%}" for kind, frac in self.fracs.items())
 
     @property
     def site_kinds(self) -> tuple[SiteKind, ...]:
@@ -120,11 +144,11 @@ class PruningConfig:
 
     def per_step(self, shape: ModelShape) -> dict[UnitKind, int]:
         """Units removed per step for each kind; refuses steps that would remove none."""
-        counts = {k: round(self.frac * shape.n_units(k) * shape.n_layers) for k in self.sites}
+        counts = {k: round(frac * shape.n_units(k) * shape.n_layers) for k, frac in self.fracs.items()}
         for kind, n in counts.items():
             if n == 0:
                 raise ValueError(
-                    f"frac={self.frac} removes none of this model's {shape.n_units(kind) * shape.n_layers} "
+                    f"frac={self.fracs[kind]} removes none of this model's {shape.n_units(kind) * shape.n_layers} "
                     f"{kind} units per step: use a larger frac."
                 )
         return counts

@@ -43,14 +43,15 @@ def test_head_pruning_removes_the_planted_head_and_beats_random(planted, head_sc
     assert result.selectivity("selective")["selectivity"] > result.selectivity("random")["selectivity"] + 90
 
 
-def test_heads_and_neurons_prune_together_each_by_its_own_count(planted):
+def test_a_fraction_per_kind_removes_its_count_of_each(planted):
     model, _ = planted
     shape = ModelShape.of(model)
-    config = PruningConfig(forget="f", retain="r", sites=("mlp", "heads"), steps=2, frac=0.125, tokens=128,
-                           window=16, fill="mean")
+    config = PruningConfig(forget="f", retain="r", sites=("mlp", "heads"), steps=2, frac={"mlp": 0.05, "heads": 0.25},
+                           tokens=128, window=16, fill="mean")
     result = prune(model, config, data=forget_head_data(), progress=False)
     for method in ("selective", "random"):
         mask = result.masks[method]
-        assert int(removed_heads(mask, shape).sum()) == 2 * round(0.125 * 2 * 4)
-        assert int(mask.by_kind()["mlp"].sum()) == 2 * round(0.125 * 2 * 96)
+        assert int(removed_heads(mask, shape).sum()) == 2 * 2  # 25 % of 8 heads per step
+        assert int(mask.by_kind()["mlp"].sum()) == 2 * 10  # 5 % of 192 neurons per step, rounded
         assert mask.fill == "mean" and set(mask.means) == set(mask.removed)
+    assert result.steps("random")[1]["fraction"] == {"mlp": 10 / 192, "attn_z": 0.25}

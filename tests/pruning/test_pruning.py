@@ -116,11 +116,15 @@ def test_a_saved_mask_applies_to_a_freshly_loaded_model(tiny_model, tiny_model_d
         ({"frac": 0.0}, "outside"),
         ({"frac": 1.5}, "outside"),
         ({"retain": "python"}, "two different corpora"),
-        ({"steps": 60, "frac": 0.02}, "more than all neurons"),
+        ({"steps": 60, "frac": 0.02}, "more than all mlp units"),
         ({"importance": "l2"}, "Unknown importance"),
         ({"eps": {"attn_v": 1e-4}}, "not among the pruned sites"),
         ({"sites": ("heads", "attn_z")}, "heads and attn_z both remove attn_z neurons.*prune one of them"),
         ({"sites": ("heads",), "head_score": "max"}, "Unknown head_score 'max': choose from median, mean"),
+        ({"sites": ("mlp", "heads"), "frac": {"mlp": 0.02}}, r"no fraction for \['heads'\]: add heads=FLOAT to frac"),
+        ({"frac": {"mlp": 0.02, "heads": 0.05}}, r"\['heads'\], which are not among the pruned sites"),
+        ({"sites": ("mlp", "heads"), "frac": {"mlp": 0.02, "heads": 1.5}}, r"frac=1.5 \(heads\) is outside"),
+        ({"sites": ("mlp", "heads"), "frac": {"mlp": 0.02, "heads": 0.25}, "steps": 5}, "more than all heads units"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
