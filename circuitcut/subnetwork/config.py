@@ -85,8 +85,11 @@ class SubnetworkConfig:
     curves keep their shape in fractions of the run. Weight masks meet the rule from half-way (as at 150
     steps: from step 75) and settle (at most 5 % of the units changing between validations) by the last
     tenth; neuron masks meet it at one validation (animal, step 50; at 150 steps, step 75) or not at
-    all (food, as at 150). Fewer steps were not tried; at 60 the weight masks hold about twice the 150-step
-    masks' units (docs/results.md)."""
+    all (food, as at 150). At 40 steps (tried next, same curves) weight masks still meet the rule from
+    step 25 (animal) and 30 (food) and settle by the last validation (3 % and 2 % of their units changing),
+    so the ``weights`` preset takes 40; the animal neuron mask no longer meets it at any validation, so
+    neuron runs keep 60. At 60 the weight masks hold about twice the 150-step masks' units, at 40 1.0-1.3x
+    the 60-step ones (docs/results.md)."""
     lr: float = _in("schedule", 0.1)
     """Peak Adam learning rate on the scores of a run of ``lr_steps`` steps."""
     lr_steps: int | None = _in("schedule", 150, "N|none", legacy=None)
@@ -368,7 +371,7 @@ PRESETS: dict[str, dict] = {
                   sparsity_start=2.0, sparsity_end=3.0, control_kg_weight=1.0, control_lm_weight=1.0),
     "unlikely": dict(steps=200, lr_steps=None, suppression="unlikely", suppress_rank=20, sparsity_start=0.002, sparsity_end=0.004,
                      control_kg_weight=1.0, control_lm_weight=1.0),
-    "weights": dict(granularity="weight", sparsity_start=3e-4, sparsity_end=6e-4),
+    "weights": dict(granularity="weight", steps=40, sparsity_start=3e-4, sparsity_end=6e-4),
 }
 """Named settings on top of the defaults. ``paper``: the values of the paper's released code, as circuitcut
 used them before its own defaults (a mean sparsity term, init just below the threshold, constant lr
@@ -376,7 +379,7 @@ used them before its own defaults (a mean sparsity term, init just below the thr
 unlikelihood with weak maintenance), whose masks were critical but kept a quarter of the target facts in
 the top 10. ``weights``: weight masks over every matrix of the top half, with a sparsity weight near the 99th
 percentile of the margin's push per weight (3.4e-4 at steps 20-30 of isa:animal; a neuron's is 0.015-0.03,
-so the neuron default, 0.004, would be ten times what almost every weight feels)."""
+so the neuron default, 0.004, would be ten times what almost every weight feels), in 40 steps (see ``steps``)."""
 
 
 def preset(name: str, **overrides) -> SubnetworkConfig:

@@ -161,3 +161,17 @@ class MaskScores(nn.Module):
         """The sparsity term before its weight: ``per_unit`` the expected size, ``mean`` the expected fraction."""
         size = self.expected_size()
         return size if mode == "per_unit" else size / self.n_units()
+
+    @torch.no_grad()
+    def add_penalty_grad(self, weight: float, mode: str) -> Float[Tensor, ""]:
+        """:meth:`penalty`, adding ``weight`` times its gradient ``sigmoid(s) * (1 - sigmoid(s))`` (over the
+        number of units for ``mean``) to each score's ``.grad``, one site at a time: autograd would hold the
+        sigmoid of every score and then its gradient, two tensors the size of all scores."""
+        scale = weight if mode == "per_unit" else weight / self.n_units()
+        size = torch.zeros(())
+        for s in self.scores:
+            p = torch.sigmoid(s)
+            size = size + p.sum()
+            slope = p.mul_(1 - p)
+            s.grad = slope.mul_(scale) if s.grad is None else s.grad.add_(slope, alpha=scale)
+        return size if mode == "per_unit" else size / self.n_units()

@@ -10,10 +10,10 @@ mask has settled. Every forward starts at the first masked layer from the frozen
 (:mod:`~circuitcut.subnetwork.prefix`).
 
 Memory, for a weight run's 53 M scores (212 MB each in float32): the scores and Adam's two moments
-stay; a step adds the scores' gradient, its sample (whose buffer becomes keep = 1 - m, then the masked
-weights) and that product's gradient, and frees them before the next. Nothing else the size of the
-scores is kept: the sparsity term's sigmoid goes before the sample is drawn, the sample's gradient
-draws its noise again, and the diagnostics read a strided subset.
+stay; a step adds its sample (whose buffer becomes keep = 1 - m, then the masked weights) and that
+product's gradient, which becomes the scores' gradient, and frees them before the next. Nothing else
+the size of the scores is kept: the sample's gradient draws its noise again, the sparsity term's
+gradient is added one site at a time, and the diagnostics read a strided subset.
 """
 
 from __future__ import annotations
@@ -143,10 +143,6 @@ class SubnetworkTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         noise = noise_scale(step, c.steps, c.noise_start, c.noise_end, c.noise_decay)
-        # The sparsity term first: its sigmoid and the sigmoid's gradient are gone before the sample is drawn.
-        weight = sparsity_weight(step, c.steps, c.sparsity_start, c.sparsity_end)
-        terms["sparsity_loss"] = self.scores.penalty(c.sparsity)
-        (weight * terms["sparsity_loss"]).backward()
         # The sample's buffers become keep = 1 - m and then, for weights, the masked weights (the
         # remover takes them over); each term's backward gathers its gradient there, so the three
         # forward graphs never coexist; the straight-through gradient reaches the scores at the end.
@@ -185,6 +181,8 @@ class SubnetworkTrainer:
         self.push.update(push)
         self.scores.add_sample_grad(states, {n: g.neg_() for n, g in push.items()}, temperature=c.temperature, noise=noise)
         del push
+        weight = sparsity_weight(step, c.steps, c.sparsity_start, c.sparsity_end)
+        terms["sparsity_loss"] = self.scores.add_penalty_grad(weight, c.sparsity)
         distributed.all_reduce_grads(self.scores.parameters())
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)  # no gradient the size of the scores held between steps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from circuitcut.subnetwork.parametrize import MaskScores, gumbel_sigmoid, logit
@@ -96,3 +97,19 @@ def test_draw_and_add_sample_grad_are_sample_and_its_backward():
     for a, b in zip(*grads.values()):
         for x, y in zip(a, b):
             assert torch.equal(x, y)
+
+
+def test_add_penalty_grad_is_the_penalty_and_its_weighted_gradient():
+    for mode in ("per_unit", "mean"):
+        shapes = {"a": (30, 20), "b": (50,)}
+        by_autograd, by_hand = MaskScores(shapes, init_p=0.3), MaskScores(shapes, init_p=0.3)
+        for module in (by_autograd, by_hand):
+            with torch.no_grad():
+                for i, s in enumerate(module.scores):
+                    s.copy_(torch.linspace(-3, 2, s.numel()).reshape(s.shape) + i)
+                    s.grad = torch.full_like(s, 0.5)  # a gradient the terms left already
+        value = by_autograd.penalty(mode)
+        (0.7 * value).backward()
+        assert by_hand.add_penalty_grad(0.7, mode).item() == pytest.approx(value.item(), rel=1e-6)
+        for a, b in zip(by_autograd.scores, by_hand.scores):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-6, atol=1e-9)
