@@ -97,15 +97,7 @@ def build_kg(model: TransformerBridge, config) -> dict:
     """
     tokenizer = model.tokenizer
     spec = check_target(config)
-    triplets = kg.load_wordnet(isa_depth=config.isa_depth)
-    family = [t for t in triplets if kg.in_target(t, spec)]
-    if not family:
-        raise kg.KGError(f"No WordNet triplets fall under the target {config.target!r}.")
-    others = [t for t in triplets if not kg.in_target(t, spec)]
-    if config.named_tails == "drop":
-        family, others = ([t for t in ts if not t.tail_named_in_head] for ts in (family, others))
-    rng = random.Random(config.sample_seed)
-    family, others = _sample(family, config.n_candidates, rng), _sample(others, config.control_candidates, rng)
+    family, others = candidate_facts(config, spec)
     # Held-out templates are only evaluated, never chosen, so they need no scoring here.
     known = kg.known_triplets(model, family, top_k=config.known_top_k, heldout=False)
     target = kg.select_target(spec, known, n=config.n_target, min_n=config.min_target, seed=config.sample_seed)
@@ -133,6 +125,20 @@ def build_kg(model: TransformerBridge, config) -> dict:
         "facts": {"target": [str(k) for k in target], "control": [str(k) for k in control],
                   "control_val": [str(k) for k in val], "control_new": [str(k) for k in new]},
     }
+
+
+def candidate_facts(config, spec: kg.TargetSpec) -> tuple[list[kg.Triplet], list[kg.Triplet]]:
+    """The candidate facts a run scores: a seeded sample of ``n_candidates`` WordNet facts of the target family
+    and one of ``control_candidates`` from elsewhere (no model needed)."""
+    triplets = kg.load_wordnet(isa_depth=config.isa_depth)
+    family = [t for t in triplets if kg.in_target(t, spec)]
+    if not family:
+        raise kg.KGError(f"No WordNet triplets fall under the target {config.target!r}.")
+    others = [t for t in triplets if not kg.in_target(t, spec)]
+    if config.named_tails == "drop":
+        family, others = ([t for t in ts if not t.tail_named_in_head] for ts in (family, others))
+    rng = random.Random(config.sample_seed)
+    return _sample(family, config.n_candidates, rng), _sample(others, config.control_candidates, rng)
 
 
 def build_data(model: TransformerBridge, config, kg_parts: dict | None = None) -> SubnetworkData:
