@@ -178,6 +178,73 @@ def cmd_relearn(args) -> None:
     print(f"wrote {args.run_dir}/relearn.json and relearn.html in {time.perf_counter() - start:.0f} s")
 
 
+def cmd_atlas_build(args) -> None:
+    from circuitcut.atlas.build import build_atlas
+    from circuitcut.atlas.config import AtlasConfig
+    from circuitcut.config_args import config_overrides, fields_as_flags
+
+    with fields_as_flags(AtlasConfig):
+        config = AtlasConfig(**config_overrides(args, AtlasConfig))
+    start = time.perf_counter()
+    folders = build_atlas(config, args.out, model_name=args.model, device=args.device)
+    print(f"{len(folders)} runs finished in {args.out} ({time.perf_counter() - start:.0f} s); pack them into an "
+          f"atlas with `circuitcut atlas pack {args.out}`")
+
+
+def cmd_atlas_pack(args) -> None:
+    from circuitcut.atlas.store import MASKS, RUNS, finished_runs, pack_atlas
+
+    folders = finished_runs(args.runs_dir)
+    out = pack_atlas(folders, args.to)
+    size = sum((out / name).stat().st_size for name in (MASKS, RUNS))
+    print(f"packed {len(folders)} runs into {out} ({size / 1e6:.2f} MB)")
+
+
+def cmd_atlas_targets(args) -> None:
+    from circuitcut.atlas.targets import DEFAULT_TARGETS, check_targets, describe_targets, format_checks
+
+    targets = tuple(t for t in args.targets.split(",") if t) or DEFAULT_TARGETS
+    print(describe_targets(targets))
+    if args.check:
+        print()
+        print(format_checks(check_targets(_load(args), targets)))
+
+
+def _atlas_args(atlas: argparse.ArgumentParser, formatter, common: argparse.ArgumentParser) -> None:
+    """``circuitcut atlas build|pack|targets``; ``common``: the flags every command takes (--debug)."""
+    from circuitcut.atlas.config import FLAG_GROUPS, AtlasConfig
+    from circuitcut.config_args import add_config_args
+
+    sub = atlas.add_subparsers(dest="atlas_command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, summary: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:],
+                           formatter_class=formatter, parents=[common])
+        p.set_defaults(func=func)
+        return p
+
+    p = command("build", cmd_atlas_build, "subnetwork runs for a list of targets, one resumable folder each: two at "
+                                          "a time on a CPU, one by one on CUDA")
+    p.add_argument("--out", required=True, metavar="FOLDER", help="folder of the run folders (a rerun continues it)")
+    p.add_argument("--model", default="smollm2", help="embedded name, local checkpoint folder or hub name")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    _threads_arg(p)
+    groups = {name: p.add_argument_group(name, description) for name, description in FLAG_GROUPS.items()}
+    add_config_args(groups, AtlasConfig, shown=AtlasConfig())
+
+    p = command("pack", cmd_atlas_pack, "pack finished run folders into an atlas (masks as indices, runs as JSON)")
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="a 'circuitcut atlas build' folder")
+    p.add_argument("--to", default=None, metavar="FOLDER",
+                   help="where the atlas goes (default: the package's, which circuitcut.atlas.load() reads)")
+
+    p = command("targets", cmd_atlas_targets, "the default targets as a WordNet tree; --check counts the facts "
+                                              "the model knows of each")
+    p.add_argument("--targets", default="", metavar="SPEC,...", help="other targets (default: the default list)")
+    p.add_argument("--check", action="store_true",
+                   help="load the model and count each target's known facts, as a run samples and scores them")
+    _model_args(p)
+
+
 def _prune_args(p: argparse.ArgumentParser, defaults: dict, out: str, resume_flag: bool = True) -> None:
     """The run's own flags, then every PruningConfig field (its default laid over by ``defaults``), each in the
     group the field names."""
@@ -276,6 +343,9 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the windows or facts, the random removals and the batches")
 
+    _atlas_args(command("atlas", None, "an atlas of subnetworks across WordNet families: build, pack, targets"),
+                formatter, common)
+
     p = command("figures", cmd_figures, "regenerate the figures from real runs on the embedded model")
     p.add_argument("--out", default="figures", metavar="FOLDER", help="where the figures go")
     p.add_argument("--budget", default="full", choices=["full", "small"], help="small: minutes; numbers mean nothing")
@@ -298,11 +368,21 @@ def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
     return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
+def every_command(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser, a command's own commands after it (``atlas``, ``atlas build`` ...), by name."""
+    out = {}
+    for name, p in commands(parser).items():
+        out[prefix + name] = p
+        if any(isinstance(a, argparse._SubParsersAction) for a in p._actions):
+            out |= every_command(p, f"{prefix}{name} ")
+    return out
+
+
 def _name_metavars(parser: argparse.ArgumentParser) -> None:
     """``--steps N`` where argparse would write ``--steps STEPS`` (what a flag takes, not its name again)."""
     from circuitcut.config_args import TYPE_METAVARS
 
-    for p in (parser, *commands(parser).values()):
+    for p in (parser, *every_command(parser).values()):
         for action in p._actions:
             if action.metavar is None and action.type in TYPE_METAVARS:
                 action.metavar = TYPE_METAVARS[action.type]
@@ -318,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = contextlib.redirect_stdout(io.StringIO()) if not distributed.is_main_process() else contextlib.nullcontext()
     try:
         with quiet:
-            threads.set_threads(args.threads)
+            threads.set_threads(getattr(args, "threads", None))
             args.func(args)
     except (ValueError, FileExistsError, RuntimeError) as err:
         if args.debug:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from circuitcut.cli import build_parser, commands
+from circuitcut.cli import build_parser, every_command
 from circuitcut.config_args import flag, typed
 
 WIDTH = 100
@@ -40,7 +40,7 @@ def reference_markdown() -> str:
              "Generated from the parsers by `python -m circuitcut.cli_docs`; edit `circuitcut/cli.py` or the "
              "field docstrings of `SubnetworkConfig`, not this file.", ""]
     lines += _block("circuitcut", parser.format_help())
-    for name, command in commands(parser).items():
+    for name, command in every_command(parser).items():
         lines += _block(f"circuitcut {name}", command.format_help())
     return "\n".join(lines + _presets()) + "\n"
 

@@ -46,15 +46,18 @@ def wordnet_distance(a: str, b: str, graph: WordNetGraph | None = None) -> int:
 
 
 def parents(targets: Sequence[str], graph: WordNetGraph | None = None) -> dict[str, str | None]:
-    """Each target's parent among ``targets``: the nearest target whose family holds its synset (``None``: a root)."""
+    """Each target's parent among ``targets``: the most specific target whose family holds its synset
+    (``None``: a root).
+
+    Most specific, not nearest: dog is two steps below animal (through domestic animal) but four below
+    mammal, and its parent is mammal, which lies under animal itself."""
     graph = graph or load_graph()
     offsets = {t: synset(t, graph) for t in targets}
     out: dict[str, str | None] = {}
     for t in targets:
-        up = _depths(graph, offsets[t])
-        above = [(up[offsets[o]], i, o) for i, o in enumerate(targets) if o != t and offsets[o] in up
-                 and offsets[o] != offsets[t]]
-        out[t] = min(above)[2] if above else None
+        above = [o for o in targets if offsets[o] != offsets[t] and graph.is_under(offsets[t], offsets[o])]
+        # the candidate with the most other candidates above it; ties go to the first given
+        out[t] = max(above, key=lambda o: sum(graph.is_under(offsets[o], offsets[c]) for c in above), default=None)
     return out
 
 
