@@ -1,0 +1,30 @@
+"""``circuitcut atlas``: the tree of targets without a model, packing, and bad input as one line naming the fix."""
+
+from __future__ import annotations
+
+from circuitcut.atlas import load
+from circuitcut.atlas.store import MASKS, RUNS
+from circuitcut.cli import main
+
+
+def test_targets_prints_the_default_tree(capsys):
+    assert main(["atlas", "targets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["isa:animal.n.01", "  isa:mammal.n.01", "    isa:dog.n.01"]
+
+
+def test_pack_writes_an_atlas_that_loads(atlas_runs, tmp_path, capsys):
+    assert main(["atlas", "pack", str(atlas_runs), "--to", str(tmp_path)]) == 0
+    assert f"packed 5 runs into {tmp_path}" in capsys.readouterr().out
+    assert (tmp_path / MASKS).exists() and (tmp_path / RUNS).exists() and len(load(tmp_path).runs) == 5
+
+
+def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys):
+    assert main(["atlas", "build", "--out", str(tmp_path), "--granularity", "weights"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "circuitcut atlas: error: --granularity must be one or more of weight, neuron, got weights."
+    assert main(["atlas", "build", "--out", str(tmp_path), "--targets", "isa:no-such-thing"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Unknown WordNet synset 'no-such-thing'" in err[0]
+    assert main(["atlas", "pack", str(tmp_path)]) == 2
+    assert "No finished run folders to pack" in capsys.readouterr().err
