@@ -28,3 +28,10 @@ def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys):
     assert len(err) == 1 and "Unknown WordNet synset 'no-such-thing'" in err[0]
     assert main(["atlas", "pack", str(tmp_path)]) == 2
     assert "No finished run folders to pack" in capsys.readouterr().err
+
+
+def test_the_atlas_names_load_on_first_use():
+    import circuitcut.atlas
+
+    assert all(getattr(circuitcut.atlas, name) is not None for name in circuitcut.atlas.__all__)
+    assert set(circuitcut.atlas.__all__) <= set(dir(circuitcut.atlas))
