@@ -5,12 +5,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import LlamaForCausalLM
 
 from circuitcut.data import kg
 from circuitcut.data.kg import Triplet, collate
 from circuitcut.subnetwork import SubnetworkConfig, SubnetworkData
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread: the tiny model's matrices are too small to share, and on a busy 2-core machine
+    two spinning OpenMP threads made these tests 6x slower (a conftest imports it to use it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 TARGET = [("dog", "animal"), ("cat", "animal"), ("horse", "animal"), ("cow", "animal")]
 CONTROL = [("rose", "flower"), ("oak", "tree"), ("car", "vehicle"), ("apple", "fruit"), ("hammer", "tool"), ("piano", "instrument")]

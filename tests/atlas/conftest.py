@@ -8,14 +8,7 @@ import torch
 import circuitcut
 from atlas_helpers import TINY_RUN, TINY_TARGETS, tiny_target_data
 from circuitcut.atlas import AtlasConfig, build_atlas, pack_atlas
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from subnetwork_helpers import one_thread  # noqa: F401
 
 
 @pytest.fixture(scope="session")
