@@ -17,6 +17,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.masks import Mask
+from circuitcut.memory import release_freed_memory
 from circuitcut.runs import atomic_path, provenance, read_json, write_config, write_json
 from circuitcut.sites import ModelShape
 from circuitcut.special_tokens import window_prefix
@@ -113,6 +114,7 @@ def find_subnetwork(
     prefix, history, seconds, steps = trainer.frozen_prefix(), trainer.history, trainer.seconds, trainer.step
     selection = {**trainer.selector.summary(), "steps_run": steps, "stopped_early": trainer.stopped}
     del trainer  # its scores and Adam moments (636 MB for a weight run) are not needed to evaluate
+    release_freed_memory()  # ... and their pages go back before the evaluation's logits are allocated
     with prefix.active():
         metrics = evaluate_subnetwork(model, mask, data, random_seeds=config.random_seeds)
     metrics["target"] = config.target
