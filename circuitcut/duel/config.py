@@ -63,6 +63,12 @@ class DuelConfig:
     """Knowledge task: candidate target-family facts scored for whether the model knows them."""
     control_candidates: int = _in("tasks", 1500)
     """Knowledge task: candidate control facts scored."""
+    n_target: int = _in("tasks", 20)
+    """Knowledge task: target facts (known to the model) to forget; a target with fewer than min(5, this) is refused."""
+    n_control: int = _in("tasks", 100)
+    """Knowledge task: control facts the learned masks keep, and as many again never seen (the reported controls)."""
+    eval_lm_tokens: int = _in("tasks", 8192)
+    """Knowledge task: ControlLM tokens every mask is evaluated on."""
     random_seeds: int = _in("run", 3)
     """Random masks of each mask's size per site that every point is evaluated against."""
     seed: int = _in("run", 0)
@@ -80,7 +86,7 @@ class DuelConfig:
         if self.importance not in IMPORTANCES:
             raise ValueError(f"Unknown importance '{self.importance}': choose from {', '.join(IMPORTANCES)}.")
         for name in ("corpus_tokens", "corpus_window", "steps", "greedy_steps", "greedy_per_step", "n_candidates",
-                     "control_candidates", "random_seeds"):
+                     "control_candidates", "random_seeds", "n_target", "n_control", "eval_lm_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: it must be at least 1.")
         for name in ("greedy_candidates", "control_weight"):
@@ -105,7 +111,9 @@ class DuelConfig:
 
         return preset("weights" if granularity == "weight" else "default", target=self.target, layers=self.layers,
                       steps=self.steps, seed=self.seed, random_seeds=self.random_seeds, lm_corpus=self.retain,
-                      n_candidates=self.n_candidates, control_candidates=self.control_candidates)
+                      n_candidates=self.n_candidates, control_candidates=self.control_candidates,
+                      n_target=self.n_target, min_target=min(5, self.n_target), n_control=self.n_control,
+                      n_control_new=self.n_control, eval_lm_tokens=self.eval_lm_tokens)
 
     def to_dict(self) -> dict:
         return asdict(self)
