@@ -12,6 +12,7 @@ import functools
 import io
 import sys
 import time
+from pathlib import Path
 
 import circuitcut
 
@@ -146,6 +147,29 @@ def cmd_subnet(args) -> None:
     print(f"wrote {args.out}/metrics.json, mask.safetensors, config.json")
 
 
+def cmd_duel(args) -> None:
+    from circuitcut import plots
+    from circuitcut.config_args import config_overrides, fields_as_flags
+    from circuitcut.data.corpora import load_documents
+    from circuitcut.duel import DuelConfig, duel_markdown, run_duel
+    from circuitcut.runs import check_out_folder
+    from circuitcut.subnetwork.data import check_target
+
+    check_out_folder(args.out, resume=args.resume)
+    with fields_as_flags(DuelConfig):
+        config = DuelConfig(**config_overrides(args, DuelConfig))
+    check_target(config.subnetwork())  # target and corpora refused before the model loads
+    load_documents(config.forget), load_documents(config.retain)
+    model = _load(args)
+    start = time.perf_counter()
+    result = run_duel(model, config, args.out)
+    table = duel_markdown(result)
+    (Path(args.out) / "table.md").write_text(table + "\n")
+    plots.save_figure(plots.duel_scatter(result), args.out, "duel", png=False)
+    print(table)
+    print(f"wrote {args.out}/table.md and duel.html in {time.perf_counter() - start:.0f} s")
+
+
 def cmd_figures(args) -> None:
     from circuitcut.figures import make_figures
     from circuitcut.runs import check_out_folder
@@ -275,6 +299,19 @@ def _subnet_args(p: argparse.ArgumentParser) -> None:
     add_config_args(groups, SubnetworkConfig, shown=preset("default"))
 
 
+def _duel_args(p: argparse.ArgumentParser) -> None:
+    """The run's own flags, then every DuelConfig field, each in the group the field names."""
+    from circuitcut.config_args import add_config_args
+    from circuitcut.duel.config import FLAG_GROUPS, DuelConfig
+
+    groups = {name: p.add_argument_group(name, description) for name, description in FLAG_GROUPS.items()}
+    run = groups["run"]
+    _model_args(run)
+    run.add_argument("--out", default="runs/duel", metavar="FOLDER", help="run folder")
+    run.add_argument("--resume", action="store_true", help="continue (or, finished, load) the duel in --out")
+    add_config_args(groups, DuelConfig, shown=DuelConfig())
+
+
 def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     """The ``circuitcut`` parser; ``width``: help line width (default: the terminal's)."""
     formatter = functools.partial(_Formatter, width=width)
@@ -322,6 +359,13 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
         description="Find a knowledge-critical subnetwork: a mask whose removal erases the target's facts and keeps "
                     "other facts and text. A setting's flag lays over --preset (left out, the preset's value "
                     "stands); the defaults shown are those of preset 'default'."))
+
+    _duel_args(command(
+        "duel", cmd_duel, "every method on every task: the methods x tasks table and figure",
+        usage="%(prog)s [--target TARGET] [--out FOLDER] [--resume] [FLAG ...]",
+        description="Selective pruning, a learned mask and greedy selection (and random masks of each size) on "
+                    "the knowledge task (forget a target's facts) and the corpus task (forget one corpus, retain "
+                    "another), every mask evaluated alike; writes table.md and duel.html into --out."))
 
     p = command("relearn", cmd_relearn, "fine-tune with a finished run's removal held in place: does it come back?")
     p.add_argument("run_dir", metavar="RUN_DIR",

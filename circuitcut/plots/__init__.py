@@ -19,6 +19,7 @@ view                       shows
 ``tradeoff``               target suppression against control damage, runs side by side
 ``relearn_curves``         forget / retain metric vs fine-tuning steps after each removal
 ``family_generalisation``  a subnetwork's effect on other facts of its family and a sibling family
+``duel_scatter``           target damage vs control damage per method and task (``circuitcut duel``)
 =========================  ===============================================================
 
 ``save_figure(fig, out_dir, name)`` writes HTML and PNG, the HTML with a ``plotly.min.js`` beside it (once per
@@ -27,6 +28,7 @@ folder, so it opens offline); :mod:`circuitcut.figures` runs the experiments beh
 """
 
 from circuitcut.plots._common import save_figure
+from circuitcut.plots.duel import duel_scatter
 from circuitcut.plots.neurons import importance_heatmap, importance_scatter, neuron_contexts, neurons_per_layer
 from circuitcut.plots.pruning import drop_curves, pruning_curves
 from circuitcut.plots.robustness import family_generalisation, relearn_curves
@@ -37,7 +39,7 @@ from circuitcut.plots.subnetworks import (
 
 
 __all__ = [
-    "drop_curves", "family_generalisation", "importance_heatmap", "importance_scatter", "jaccard_matrix",
+    "drop_curves", "duel_scatter", "family_generalisation", "importance_heatmap", "importance_scatter", "jaccard_matrix",
     "neuron_contexts", "neurons_per_layer", "overlap_counts", "overlap_per_layer", "overlap_summary", "pruning_curves", "relearn_curves", "save_figure",
     "selection_curves", "subnetwork_anatomy", "subnetwork_effect", "training_curves", "tradeoff",
 ]
