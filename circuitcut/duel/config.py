@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from circuitcut.runs import config_from_dict
 from circuitcut.sites import IMPORTANCES, Importance
+from circuitcut.subnetwork.config import SubnetworkConfig as _Learned  # no torch: the flags are built before it
 
 if TYPE_CHECKING:
     from circuitcut.subnetwork.config import SubnetworkConfig
@@ -47,7 +48,7 @@ class DuelConfig:
     """Neuron counts selective pruning (and random masks) remove; the learned mask's count is added per task."""
     importance: Importance = _in("methods", "abs")
     """Selective pruning's importance function."""
-    steps: int = _in("methods", 60)
+    steps: int = _in("methods", _Learned.steps)
     """Training steps of each learned mask."""
     weight_masks: bool = _in("methods", False)
     """Also learn a weight-level mask on each task (an extra row; its units are weights)."""
@@ -59,17 +60,17 @@ class DuelConfig:
     """Neurons greedy selection shortlists per step and removes for real (0: first order only)."""
     control_weight: float = _in("methods", 30.0)
     """Weight of the kept cost's rise in greedy selection's score."""
-    n_candidates: int = _in("tasks", 400)
+    n_candidates: int = _in("tasks", _Learned.n_candidates)
     """Knowledge task: candidate target-family facts scored for whether the model knows them."""
-    control_candidates: int = _in("tasks", 1500)
+    control_candidates: int = _in("tasks", _Learned.control_candidates)
     """Knowledge task: candidate control facts scored."""
-    n_target: int = _in("tasks", 20)
+    n_target: int = _in("tasks", _Learned.n_target)
     """Knowledge task: target facts (known to the model) to forget; a target with fewer than min(5, this) is refused."""
-    n_control: int = _in("tasks", 100)
+    n_control: int = _in("tasks", _Learned.n_control)
     """Knowledge task: control facts the learned masks keep, and as many again never seen (the reported controls)."""
-    eval_lm_tokens: int = _in("tasks", 8192)
+    eval_lm_tokens: int = _in("tasks", _Learned.eval_lm_tokens)
     """Knowledge task: ControlLM tokens every mask is evaluated on."""
-    random_seeds: int = _in("run", 3)
+    random_seeds: int = _in("run", _Learned.random_seeds)
     """Random masks of each mask's size per site that every point is evaluated against."""
     seed: int = _in("run", 0)
     """Seeds the facts, windows, learned masks and random masks."""
