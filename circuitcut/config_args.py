@@ -30,6 +30,19 @@ import typing
 from collections.abc import Iterator
 from typing import Any, Literal
 
+_NONE = object()
+
+
+def option(group: str, default: Any, metavar: str | None = None, legacy: Any = _NONE) -> Any:
+    """A config field whose flag is listed under ``group``; ``metavar`` replaces the one its type gives;
+    ``legacy``, for a field added after runs were saved, is the value that reproduces them
+    (:func:`~circuitcut.runs.config_from_dict`)."""
+    metadata = {"group": group, "metavar": metavar}
+    if legacy is not _NONE:
+        metadata["legacy"] = legacy
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 TYPE_METAVARS = {int: "N", float: "FLOAT", str: "NAME"}
 """What a flag of each type takes, in its usage (argparse would print the flag's name in capitals)."""
 

@@ -3,9 +3,11 @@ the subnetwork run each target, granularity and seed gets."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
+from circuitcut.config_args import option
 from circuitcut.sites import GRANULARITIES
 
 if TYPE_CHECKING:  # the command line builds its flags from this module before torch is imported
@@ -18,8 +20,7 @@ PRESET_OF = {"weight": "weights", "neuron": "default"}
 """The subnetwork preset each granularity's runs take (:data:`~circuitcut.subnetwork.config.PRESETS`)."""
 
 
-def _in(default, metavar: str | None = None):
-    return field(default=default, metadata={"group": "atlas", "metavar": metavar})
+_in = partial(option, "atlas")
 
 
 @dataclass

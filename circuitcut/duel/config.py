@@ -6,9 +6,10 @@ Each field names, in its metadata, the group ``circuitcut duel --help`` lists it
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from circuitcut.config_args import option
 from circuitcut.runs import config_from_dict
 from circuitcut.sites import IMPORTANCES, Importance
 from circuitcut.subnetwork.config import SubnetworkConfig as _Learned  # no torch: the flags are built before it
@@ -24,8 +25,7 @@ FLAG_GROUPS: dict[str, str] = {
 """The groups ``circuitcut duel --help`` lists its flags in, in this order."""
 
 
-def _in(group: str, default, metavar: str | None = None):
-    return field(default=default, metadata={"group": group, "metavar": metavar})
+_in = option
 
 
 @dataclass

@@ -6,10 +6,11 @@ and one in a notebook are the same run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
+from circuitcut.config_args import option
 from circuitcut.runs import config_from_dict, differing_settings, read_json
 from circuitcut.sites import GRANULARITIES, MATRICES, Granularity, ModelShape, check_kinds
 
@@ -39,17 +40,7 @@ FLAG_GROUPS: dict[str, str] = {
 """The groups ``circuitcut subnet --help`` lists its flags in, in this order; each field names its own."""
 
 
-_NONE = object()
-
-
-def _in(group: str, default: Any, metavar: str | None = None, legacy: Any = _NONE) -> Any:
-    """A field whose ``circuitcut subnet`` flag is listed under ``group`` (a key of :data:`FLAG_GROUPS`);
-    ``metavar`` replaces the one its type gives (``config_args``); ``legacy``, for a field added after
-    runs were saved, is the value that reproduces them (:func:`~circuitcut.runs.config_from_dict`)."""
-    metadata = {"group": group, "metavar": metavar}
-    if legacy is not _NONE:
-        metadata["legacy"] = legacy
-    return field(default=default, metadata=metadata)
+_in = option
 
 
 @dataclass
