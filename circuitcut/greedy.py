@@ -24,7 +24,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.data.kg import KGBatch
+from circuitcut.data.kg import KGBatch, tail_logits
 from circuitcut.masks import Mask
 from circuitcut.robustness.examples import Windows
 from circuitcut.sites import ModelShape
@@ -43,7 +43,7 @@ def mean_nll(model: TransformerBridge, keep: Keep, what: KGBatch | Int[Tensor, "
     """Mean tail NLL of a KG batch, or mean next-token NLL of text windows, on the model scaled by ``keep``."""
     with NeuronRemover(model, keep):
         if isinstance(what, KGBatch):
-            return what.tail_nll(model(what.tokens[:, :-1]).float()).mean()
+            return what.tail_nll(tail_logits(model, what), at_tail=True).mean()
         return Windows(what).loss(model, torch.arange(len(what)))
 
 
@@ -53,7 +53,7 @@ def pushed_rows(model: TransformerBridge, keep: Keep, batch: KGBatch, suppress_r
     if suppress_rank is None:
         return batch
     with NeuronRemover(model, keep):
-        pushed = batch.score(model(batch.tokens[:, :-1])).rank <= suppress_rank
+        pushed = batch.score(tail_logits(model, batch), at_tail=True).rank <= suppress_rank
     return batch[pushed.nonzero().flatten()]
 
 

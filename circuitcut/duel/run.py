@@ -24,6 +24,7 @@ from circuitcut.pruning import PruningConfig, PruningData
 from circuitcut.runs import check_same_settings, read_json, write_config, write_json
 from circuitcut.sites import ModelShape
 from circuitcut.subnetwork.data import SubnetworkData
+from circuitcut.subnetwork.prefix import FrozenPrefix
 from circuitcut.subnetwork.run import run_data
 
 METHODS = ("learned", "learned_weights", "selective", "greedy")
@@ -85,15 +86,22 @@ def _run_task(model: TransformerBridge, config: DuelConfig, task: Task, folder: 
     methods = [m for m in METHODS if m != "learned_weights" or config.weight_masks]
     if all((folder / m / "points.json").exists() for m in methods):
         return
-    original = task.original(model)
+    # Every method removes units of the duel's layers only: below the first, each evaluation and statistic
+    # is the original model on the task's sequences, run once here (as a subnetwork run does).
+    first = min(config.subnetwork().resolved_layers(ModelShape.of(model)))
+    prefix = FrozenPrefix.of(model, first, task.sequences())
+    with prefix.active():
+        original = task.original(model)
 
     def cell(method: str, masks: Callable[[], Iterable[Mask]]) -> None:
         if (folder / method / "points.json").exists():
             return
         points = []
-        for mask in tqdm(masks(), desc=f"{task.name}: {method}", disable=not progress, leave=False):
-            points.append(task.evaluate(model, mask, original, config.random_seeds))
-            mask.save(folder / method / f"mask_{mask.n_removed()}.safetensors", {"method": method, "task": task.name})
+        with prefix.active():  # not around learned masks' training, which runs a prefix of its own
+            for mask in tqdm(masks(), desc=f"{task.name}: {method}", disable=not progress, leave=False):
+                points.append(task.evaluate(model, mask, original, config.random_seeds))
+                mask.save(folder / method / f"mask_{mask.n_removed()}.safetensors",
+                          {"method": method, "task": task.name})
         write_json(folder / method / "points.json", points)
 
     learned = learned_mask(model, config, task, "neuron", folder / "learned", progress)

@@ -83,6 +83,11 @@ class Task:
         return cls("corpus", corpus_subnetwork_data(data, seed), [(data.forget_stats, None)],
                    [(data.retain_stats, None)], data)
 
+    def sequences(self) -> list[Int[Tensor, "n pos"]]:
+        """Every token tensor the task's evaluations feed the model (what a frozen prefix may hold)."""
+        evaluation = [self.pruning_data.forget_eval, self.pruning_data.retain_eval] if self.pruning_data else []
+        return self.subnetwork_data.sequences() + evaluation
+
     def original(self, model: TransformerBridge) -> dict:
         """The unmasked model's metrics, measured once and passed to every :meth:`evaluate`."""
         if self.pruning_data is None:

@@ -15,7 +15,7 @@ from jaxtyping import Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.data.kg import TEMPLATE_BY_NAME, KGBatch, score_pairs
+from circuitcut.data.kg import TEMPLATE_BY_NAME, KGBatch, score_pairs, tail_logits
 from circuitcut.evaluate import evaluate_tokens, percent
 
 SPAN = 32
@@ -89,7 +89,7 @@ class Facts:
 
     def loss(self, model: TransformerBridge, rows: Int[Tensor, " batch"]) -> Tensor:
         sub = self.batch[rows].to(next(model.parameters()).device)
-        return sub.tail_nll(model(sub.tokens[:, :-1])).mean()
+        return sub.tail_nll(tail_logits(model, sub), at_tail=True).mean()
 
     def n_tokens(self, rows: Int[Tensor, " batch"]) -> int:
         return int(self.batch.attention_mask[rows].sum())

@@ -32,26 +32,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from circuitcut.data.kg import KGBatch
+from circuitcut.data.kg import KGBatch, tail_logits
 
 
 def kg_logits(model: TransformerBridge, batch: KGBatch) -> Float[Tensor, "batch vocab"]:
-    """Logits at the position that predicts each fact's first tail token.
-
-    Batches are right-padded; with causal attention the padding after ``predict_pos`` cannot
-    change the prediction there, and the last column predicts nothing needed. Only the predicting
-    position of each row enters the unembedding (a hook on its input): a fact prompt is about 12
-    tokens, and SmolLM2's 49,152 x 576 unembedding costs as much per position as 8 of its blocks.
-    """
-    device = next(model.parameters()).device
-    rows = torch.arange(len(batch), device=device)
-    pos = batch.predict_pos.to(device)
-
-    def predicting(residual: Float[Tensor, "batch pos d_model"], hook=None) -> Float[Tensor, "batch 1 d_model"]:
-        return residual[rows, pos][:, None]
-
-    with model.hooks(fwd_hooks=[("unembed.hook_in", predicting)]):
-        return model(batch.tokens[:, :-1].to(device))[:, 0].float()
+    """Logits at the position that predicts each fact's first tail token (only that position is unembedded:
+    :func:`~circuitcut.data.kg.known.tail_logits`)."""
+    return tail_logits(model, batch, width=1)[:, 0].float()
 
 
 def kl_from_uniform(logits: Float[Tensor, "batch vocab"]) -> Float[Tensor, " batch"]:

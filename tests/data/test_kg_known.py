@@ -75,6 +75,29 @@ def test_encode_and_filter_tiny(tiny_model):
     assert nll.shape == (len(FACTS),) and torch.allclose(-nll, together.tail_logprob, atol=1e-4)
 
 
+def test_tail_logits_equal_every_positions_logits(tiny_model):
+    """Unembedding the tail positions only scores and differentiates as the whole sequence's logits do."""
+    batch = kg.encode(tiny_model, kg.score_triplets(tiny_model, FACTS, top_k=10))
+    assert batch.tail_mask.sum(-1).max() > 1 and len(set(batch.attention_mask.sum(-1).tolist())) > 1
+    full = tiny_model(batch.tokens[:, :-1])
+    tail = kg.tail_logits(tiny_model, batch)
+    assert tail.shape == (len(batch), batch.tail_tokens.shape[1], full.shape[-1])
+    a, b = batch.score(full), batch.score(tail, at_tail=True)
+    assert torch.equal(a.rank, b.rank)
+    assert torch.allclose(a.logprob, b.logprob, atol=1e-5) and torch.allclose(a.tail_logprob, b.tail_logprob, atol=1e-5)
+    scored = kg.score_pairs(tiny_model, batch, batch_size=3)  # sub-batches sorted by length, put back in order
+    assert torch.equal(scored.rank, a.rank) and torch.allclose(scored.tail_logprob, a.tail_logprob, atol=1e-5)
+    first = kg.tail_logits(tiny_model, batch, width=1)[:, 0]
+    assert torch.allclose(first, batch.predict_logits(full), atol=1e-5)
+
+    params = [p for p in tiny_model.parameters() if p.dim() == 2]
+    grads_full = torch.autograd.grad(batch.tail_nll(tiny_model(batch.tokens[:, :-1])).sum(), params)
+    grads_tail = torch.autograd.grad(batch.tail_nll(kg.tail_logits(tiny_model, batch), at_tail=True).sum(), params)
+    assert all(g.abs().sum() > 0 for g in grads_full)
+    for g, h in zip(grads_full, grads_tail):
+        assert torch.allclose(g, h, atol=1e-5)
+
+
 @pytest.mark.real
 def test_smollm2_knows_simple_facts(smollm2):
     facts = [kg.Triplet("dog", "IsA", "animal"), kg.Triplet("apple", "IsA", "fruit"),

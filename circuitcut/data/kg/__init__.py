@@ -19,7 +19,9 @@ problem and the fix.
 """
 
 from circuitcut.data.kg.batch import KGBatch, TailScores, collate, tokenize_pairs
-from circuitcut.data.kg.known import KnownTriplet, TemplateScore, encode, known_triplets, score_pairs, score_triplets
+from circuitcut.data.kg.known import (
+    KnownTriplet, TemplateScore, encode, known_triplets, score_pairs, score_triplets, tail_logits,
+)
 from circuitcut.data.kg.sources import load_conceptnet, load_wordnet
 from circuitcut.data.kg.targets import (
     ControlKG, KnowledgeSet, TargetKG, TargetSpec, candidate_targets, check_disjoint, in_target, parse_spec,
@@ -33,7 +35,7 @@ from circuitcut.data.kg.triplets import (
 __all__ = [
     "KGError", "Triplet", "Template", "TEMPLATES", "RELATIONS", "WORDNET_RELATIONS", "templates_for", "get_template",
     "article", "verbalize", "render", "load_wordnet", "load_conceptnet", "TailScores", "KGBatch", "tokenize_pairs",
-    "collate", "encode", "TemplateScore", "KnownTriplet", "score_pairs", "score_triplets", "known_triplets",
+    "collate", "encode", "TemplateScore", "KnownTriplet", "score_pairs", "score_triplets", "known_triplets", "tail_logits",
     "KnowledgeSet", "TargetKG", "ControlKG", "TargetSpec", "parse_spec", "in_target", "touches_family",
     "select_target", "select_control", "check_disjoint", "candidate_targets",
 ]

@@ -87,36 +87,49 @@ class KGBatch:
         for start in range(0, len(self), batch_size):
             yield self[start : start + batch_size]
 
-    def predict_logits(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch vocab"]:
-        """The logits at each row's ``predict_pos`` (the distribution over the first tail token)."""
+    def tail_positions(self, width: int | None = None) -> Int[Tensor, "batch tail"]:
+        """The positions whose logits predict each row's tail tokens: ``predict_pos + j`` for the first ``width``
+        tail tokens (default: all), kept inside the input (``tokens[:, :-1]``) where ``tail_mask`` is False."""
+        width = self.tail_tokens.shape[1] if width is None else width
+        pos = self.predict_pos[:, None] + torch.arange(width, device=self.predict_pos.device)[None, :]
+        return pos.clamp(max=max(self.tokens.shape[1] - 2, 0))
+
+    def predict_logits(self, logits: Float[Tensor, "batch pos vocab"], at_tail: bool = False) -> Float[Tensor, "batch vocab"]:
+        """The logits at each row's ``predict_pos`` (the distribution over the first tail token).
+
+        ``at_tail``: ``logits`` hold only the tail positions (:func:`~circuitcut.data.kg.known.tail_logits`),
+        not every position of ``tokens``; the same holds for :meth:`tail_logprobs`, :meth:`tail_nll` and :meth:`score`."""
+        if at_tail:
+            return logits[:, 0]
         rows = torch.arange(len(self), device=logits.device)
         return logits[rows, self.predict_pos.to(logits.device)]
 
-    def tail_logprobs(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch tail"]:
+    def tail_logprobs(self, logits: Float[Tensor, "batch pos vocab"], at_tail: bool = False) -> Float[Tensor, "batch tail"]:
         """Log-probability of every tail token (0 where ``tail_mask`` is False). Differentiable."""
         device = logits.device
-        width = self.tail_tokens.shape[1]
-        pos = self.predict_pos.to(device)[:, None] + torch.arange(width, device=device)[None, :]
-        pos = pos.clamp(max=logits.shape[1] - 1)
-        rows = torch.arange(len(self), device=device)[:, None]
-        picked = logits[rows, pos].float().log_softmax(-1)  # [batch, tail, vocab]
-        lp = picked.gather(-1, self.tail_tokens.to(device)[..., None]).squeeze(-1)
+        if at_tail:
+            picked = logits[:, : self.tail_tokens.shape[1]]
+        else:
+            rows = torch.arange(len(self), device=device)[:, None]
+            picked = logits[rows, self.tail_positions().to(device).clamp(max=logits.shape[1] - 1)]
+        lp = picked.float().log_softmax(-1).gather(-1, self.tail_tokens.to(device)[..., None]).squeeze(-1)
         return lp * self.tail_mask.to(device)
 
-    def tail_nll(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, " batch"]:
+    def tail_nll(self, logits: Float[Tensor, "batch pos vocab"], at_tail: bool = False) -> Float[Tensor, " batch"]:
         """Mean negative log-likelihood of each row's tail (all its tokens). Differentiable."""
         mask = self.tail_mask.to(logits.device)
-        return -(self.tail_logprobs(logits).sum(-1) / mask.sum(-1).clamp(min=1))
+        return -(self.tail_logprobs(logits, at_tail).sum(-1) / mask.sum(-1).clamp(min=1))
 
     @torch.no_grad()
-    def score(self, logits: Float[Tensor, "batch pos vocab"]) -> TailScores:
+    def score(self, logits: Float[Tensor, "batch pos vocab"], at_tail: bool = False) -> TailScores:
         """Rank and log-probabilities of the tails under these logits."""
-        first = self.predict_logits(logits).float()
+        first = self.predict_logits(logits, at_tail).float()
         target = self.tail_token.to(first.device)
         target_logit = first.gather(-1, target[:, None])
         rank = (first > target_logit).sum(-1) + 1
         logprob = first.log_softmax(-1).gather(-1, target[:, None]).squeeze(-1)
-        return TailScores(rank=rank.cpu(), logprob=logprob.cpu(), tail_logprob=(-self.tail_nll(logits)).cpu())
+        return TailScores(rank=rank.cpu(), logprob=logprob.cpu(),
+                          tail_logprob=(-self.tail_nll(logits, at_tail)).cpu())
 
 
 def _tokenizer_of(obj):
