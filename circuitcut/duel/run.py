@@ -107,8 +107,8 @@ def _run_task(model: TransformerBridge, config: DuelConfig, task: Task, folder: 
     learned = learned_mask(model, config, task, "neuron", folder / "learned", progress)
     cell("learned", lambda: [learned])
     if config.weight_masks:
-        cell("learned_weights", lambda: [learned_mask(model, config, task, "weight", folder / "learned_weights",
-                                                      progress)])
+        weights = learned_mask(model, config, task, "weight", folder / "learned_weights", progress)
+        cell("learned_weights", lambda: [weights])
     sizes = sorted({*config.sizes, learned.n_removed()} - {0})
     cell("selective", lambda: selective_masks(model, task, blank_mask(model, config), sizes, config.importance))
     cell("greedy", lambda: greedy_curve(model, config, task))

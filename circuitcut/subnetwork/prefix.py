@@ -132,7 +132,8 @@ class FrozenPrefix:
             yield
             return
         model = self.model
-        full = type(model).forward.__get__(model)
+        outer = model.__dict__.get("forward")  # another prefix's, when one is active around this one
+        full = outer or type(model).forward.__get__(model)
 
         def forward(input, *args, **kwargs):
             residual = None
@@ -148,7 +149,10 @@ class FrozenPrefix:
         try:
             yield
         finally:
-            model.__dict__.pop("forward")
+            if outer is None:
+                model.__dict__.pop("forward")
+            else:
+                model.__dict__["forward"] = outer
 
     def _from_layer(self, full, residual: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos vocab"]:
         # The bridge's start_at_layer feeds the residual in as input embeddings and swaps it in at

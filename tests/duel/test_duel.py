@@ -84,6 +84,21 @@ def test_a_resumed_duel_loads_finished_cells_and_reruns_only_the_missing_one(due
                  corpus=corpus_windows(), progress=False)
 
 
+def test_weight_masks_add_a_learned_weight_row_on_each_task(planted, tmp_path):
+    config = DuelConfig(**TINY, weight_masks=True)
+    result = run_duel(planted, config, tmp_path / "duel", knowledge=planted_data(), corpus=corpus_windows(),
+                      progress=False)
+    points = points_frame(result)
+    weights = points[points["method"] == "learned_weights"]
+    assert sorted(weights["task"]) == ["corpus", "knowledge"] and (weights["granularity"] == "weight").all()
+    assert (points[points["method"] != "learned_weights"]["granularity"] == "neuron").all()
+    for task in ("knowledge", "corpus"):
+        saved = circuitcut.Mask.load(next((tmp_path / "duel" / task / "learned_weights").glob("mask_*.safetensors")))
+        assert saved.granularity == "weight" and saved.n_removed() == int(weights[weights["task"] == task]["units"].iloc[0])
+    assert "learned_weights" in set(duel_table(result)["method"])
+    assert "learned_weights" in {t.name for t in plots.duel_scatter(result).data}
+
+
 def test_selective_pruning_finds_the_planted_fact_neuron_and_beats_random_masks(planted):
     data = planted_data()
     task = Task.knowledge(data)

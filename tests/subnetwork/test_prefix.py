@@ -33,6 +33,22 @@ def test_held_rows_start_at_the_layer_with_the_same_logits(tiny_model):
     assert all("forward" not in b.__dict__ for b in tiny_model.blocks)
 
 
+def test_prefixes_nest_and_the_outer_one_is_back_after_the_inner(tiny_model):
+    tokens = torch.randint(0, 5000, (2, 10), generator=torch.Generator().manual_seed(1))
+    other = torch.randint(0, 5000, (2, 10), generator=torch.Generator().manual_seed(2))
+    outer, inner = FrozenPrefix.of(tiny_model, 1, [tokens]), FrozenPrefix.of(tiny_model, 1, [other])
+    with torch.no_grad():
+        full = tiny_model(tokens), tiny_model(other)
+        with outer.active():
+            with inner.active():
+                nested = tiny_model(tokens), tiny_model(other)  # the outer prefix serves what the inner lacks
+            after = tiny_model(tokens)
+    assert (outer.hits, inner.hits, inner.misses) == (4, 2, 1)
+    for got, want in zip((*nested, after), (*full, full[0])):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert "forward" not in tiny_model.__dict__
+
+
 def _one_step(model, config, data):
     """Loss terms and score gradients of the first training step, with the trainer's own data path."""
     trainer = SubnetworkTrainer(model, config, data)
