@@ -234,6 +234,25 @@ def cmd_atlas_targets(args) -> None:
         print(format_checks(check_targets(_load(args), targets)))
 
 
+def cmd_atlas_verify(args) -> int:
+    from circuitcut.atlas import load
+    from circuitcut.atlas.functional import verify
+
+    atlas = load(args.atlas)
+    targets = [atlas.target(args.target)] if args.target else [
+        r["target"] for r in atlas.runs.values() if r["granularity"] == args.granularity and r["seed"] == args.seed]
+    atlas.run(targets[0], args.granularity, args.seed)  # an entry the atlas lacks is named before the model loads
+    model, failed = _load(args), 0
+    for target in targets:
+        frame = verify(model, atlas, target, args.granularity, args.seed)
+        failed += int((~frame.ok).sum())
+        lines = "; ".join(f"{r.dataset} dPPL stored {r.stored:+.1f} %, measured {r.measured:+.1f} %"
+                          f"{'' if r.ok else ' (DIFFERS)'}" for r in frame.itertuples())
+        print(f"{target} {args.granularity} seed {args.seed}: {lines}")
+    print("every figure reproduced within 1 %" if not failed else f"{failed} figures differ by more than 1 %")
+    return 1 if failed else 0
+
+
 def _atlas_args(atlas: argparse.ArgumentParser, formatter, common: argparse.ArgumentParser) -> None:
     """``circuitcut atlas build|pack|targets``; ``common``: the flags every command takes (--debug)."""
     from circuitcut.atlas.config import FLAG_GROUPS, AtlasConfig
@@ -260,6 +279,15 @@ def _atlas_args(atlas: argparse.ArgumentParser, formatter, common: argparse.Argu
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="a 'circuitcut atlas build' folder")
     p.add_argument("--to", default=None, metavar="FOLDER",
                    help="where the atlas goes (default: the package's, which circuitcut.atlas.load() reads)")
+
+    p = command("verify", cmd_atlas_verify, "re-evaluate atlas entries on the model: their stored TargetKG and "
+                                            "ControlKG dPPL, reproduced within 1 % or not (exit status 1)")
+    p.add_argument("target", nargs="?", default=None, metavar="TARGET",
+                   help="one target, e.g. food.n.01 (default: every target of --granularity and --seed)")
+    p.add_argument("--granularity", default="weight", choices=["weight", "neuron"], help="which entry (default: weight)")
+    p.add_argument("--seed", type=int, default=0, help="which entry's mask seed (default: 0)")
+    p.add_argument("--atlas", default=None, metavar="FOLDER", help="an atlas folder (default: the shipped one)")
+    _model_args(p)
 
     p = command("targets", cmd_atlas_targets, "the default targets as a WordNet tree; --check counts the facts "
                                               "the model knows of each")
@@ -443,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with quiet:
             threads.set_threads(getattr(args, "threads", None))
-            args.func(args)
+            status = args.func(args)  # a command that checks something returns 1 when the check fails
     except (ValueError, FileExistsError, RuntimeError) as err:
         if args.debug:
             raise
@@ -452,4 +480,4 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         distributed.teardown()
-    return 0
+    return status or 0

@@ -4,6 +4,7 @@
   top-10), for every pair, beside random masks of A's size per site;
 * :func:`union_effect`: does the union of two masks (mask algebra, :meth:`~circuitcut.masks.Mask.__or__`) remove
   both families, and does either mask alone?
+* :func:`verify`: one entry re-evaluated on the model: its stored TargetKG and ControlKG dPPL, reproduced or not.
 
 B's facts are those its run reported on (its facts.json ``target`` lines, on their chosen templates), encoded as
 the run encoded them, so A = B gives the run's own TargetKG figures.
@@ -79,3 +80,28 @@ def union_effect(model: TransformerBridge, atlas: Atlas, a: str, b: str, granula
     original = _score(model, None, batches)
     return pd.DataFrame([_row(removed, original, after, name) for removed, mask in masks.items()
                          for after in [_score(model, mask, batches)] for name in batches])
+
+
+VERIFIED = ("target", "control", "control_new")
+"""The datasets :func:`verify` re-scores: TargetKG, the trained-on ControlKG and the never-seen ControlKG."""
+
+
+def verify(model: TransformerBridge, atlas: Atlas, target: str, granularity: str = "weight", seed: int = 0,
+           tolerance: float = 0.01) -> pd.DataFrame:
+    """Re-evaluate one atlas entry on ``model``: per dataset of :data:`VERIFIED`, the stored and the measured
+    whole-tail dPPL, and ``ok`` when they agree within ``tolerance`` (relative, or 0.05 points near 0). A control
+    set the run's facts do not list (runs on custom data) is left out.
+
+    A model other than the one the masks were found on is refused (:meth:`~circuitcut.masks.Mask.check_model`);
+    the same model on another machine or torch agrees to far better than 1 %."""
+    run = atlas.run(target, granularity, seed)
+    mask = atlas.mask(run["target"], granularity, seed, model=model)
+    held = [name for name in VERIFIED if name == "target" or atlas.facts(run["target"], granularity, seed, name)]
+    batches = {name: fact_batch(atlas.facts(run["target"], granularity, seed, name), model.tokenizer) for name in held}
+    measured = changes(_score(model, None, batches), _score(model, mask, batches))
+    rows = []
+    for name in held:
+        stored, now = run["metrics"]["change"][name]["dppl"], measured[name]["dppl"]
+        rows.append({"dataset": name, "stored": stored, "measured": now,
+                     "ok": abs(now - stored) <= max(tolerance * abs(stored), 0.05)})
+    return pd.DataFrame(rows)

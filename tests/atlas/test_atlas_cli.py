@@ -35,3 +35,19 @@ def test_the_atlas_names_load_on_first_use():
 
     assert all(getattr(circuitcut.atlas, name) is not None for name in circuitcut.atlas.__all__)
     assert set(circuitcut.atlas.__all__) <= set(dir(circuitcut.atlas))
+
+
+def test_verify_reproduces_an_entry_on_its_model(atlas_dir, tiny_model_dir, capsys):
+    assert main(["atlas", "verify", "food.n.01", "--granularity", "neuron", "--atlas", str(atlas_dir),
+                 "--model", str(tiny_model_dir), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("isa:food.n.01 neuron seed 0: target dPPL stored") and "reproduced within 1 %" in out
+
+
+def test_verify_names_an_entry_the_atlas_lacks_before_loading_a_model(atlas_dir, tmp_path, capsys):
+    missing = str(tmp_path / "no-model")
+    assert main(["atlas", "verify", "isa:tree.n.01", "--atlas", str(atlas_dir), "--model", missing]) == 2
+    err = capsys.readouterr().err
+    assert "'isa:tree.n.01' is not in the atlas" in err and "no-model" not in err
+    assert main(["atlas", "verify", "food.n.01", "--seed", "3", "--atlas", str(atlas_dir), "--model", missing]) == 2
+    assert "not weight seed 3" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from circuitcut.atlas import load
-from circuitcut.atlas.functional import cross_criticality, fact_batch, union_effect
+from circuitcut.atlas.functional import cross_criticality, fact_batch, union_effect, verify
 
 
 def test_a_run_removed_and_scored_on_its_own_facts_gives_its_stored_targetkg_figures(atlas_dir, tiny_model):
@@ -36,3 +36,13 @@ def test_facts_lines_parse_back_to_prompt_and_tail(tokenizer):
     assert batch.prompts == ["A dog is a kind of"] and batch.continuations == [" animal"]
     with pytest.raises(ValueError, match="holds no target facts"):
         fact_batch([], tokenizer)
+
+
+def test_verify_flags_a_stored_figure_the_model_does_not_reproduce(atlas_dir, tiny_model):
+    atlas = load(atlas_dir)
+    frame = verify(tiny_model, atlas, "isa:animal.n.01", "neuron")
+    assert list(frame.dataset) == ["target", "control"] and frame.ok.all()  # the tiny runs list no control_new
+    change = atlas.run("isa:animal.n.01", "neuron")["metrics"]["change"]
+    change["control"]["dppl"] += 2 + 0.02 * abs(change["control"]["dppl"])  # a figure that is not the mask's
+    frame = verify(tiny_model, atlas, "isa:animal.n.01", "neuron")
+    assert frame.ok.tolist() == [True, False]
