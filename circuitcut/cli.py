@@ -234,6 +234,26 @@ def cmd_atlas_targets(args) -> None:
         print(format_checks(check_targets(_load(args), targets)))
 
 
+def cmd_atlas_compare(args) -> None:
+    from circuitcut import plots
+    from circuitcut.atlas import load
+    from circuitcut.atlas.findings import compare_atlas, findings, findings_markdown
+    from circuitcut.atlas.views import atlas_figures
+    from circuitcut.figures import replace_captions
+
+    atlas = load(args.atlas)
+    start = time.perf_counter()
+    comparisons = compare_atlas(_load(args), atlas, args.granularity, args.seed, args.random_seeds)
+    path = comparisons.save(atlas.folder)
+    found = findings(comparisons)
+    print(findings_markdown(found), "\n")
+    figures = atlas_figures(atlas, comparisons, found)
+    for name, (figure, _) in figures.items():
+        plots.save_figure(figure, args.figures, name, png=not args.no_png)
+    replace_captions(Path(args.figures) / "CAPTIONS.md", {name: caption for name, (_, caption) in figures.items()})
+    print(f"wrote {path} and the atlas figures into {args.figures} ({time.perf_counter() - start:.0f} s)")
+
+
 def cmd_atlas_verify(args) -> int:
     from circuitcut.atlas import load
     from circuitcut.atlas.functional import verify
@@ -279,6 +299,19 @@ def _atlas_args(atlas: argparse.ArgumentParser, formatter, common: argparse.Argu
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="a 'circuitcut atlas build' folder")
     p.add_argument("--to", default=None, metavar="FOLDER",
                    help="where the atlas goes (default: the package's, which circuitcut.atlas.load() reads)")
+
+    p = command("compare", cmd_atlas_compare, "compare the atlas's targets with the model (cross-criticality of every "
+                                              "pair, unions, overlaps), ship the comparisons beside it, draw figures")
+    p.add_argument("--atlas", default=None, metavar="FOLDER", help="an atlas folder (default: the shipped one)")
+    p.add_argument("--granularity", default="weight", choices=["weight", "neuron"], help="which masks (default: weight)")
+    p.add_argument("--seed", type=int, default=0, help="which mask seed (default: 0)")
+    p.add_argument("--random-seeds", type=int, default=1, metavar="N",
+                   help="random masks of each subnetwork's size per site, the cross-criticality baseline (default: 1)")
+    p.add_argument("--figures", default="figures", metavar="FOLDER",
+                   help="where the cross-criticality heatmap and the tree go, captions in its CAPTIONS.md "
+                        "(default: figures)")
+    p.add_argument("--no-png", action="store_true", help="HTML only (PNG export needs chromium)")
+    _model_args(p)
 
     p = command("verify", cmd_atlas_verify, "re-evaluate atlas entries on the model: their stored TargetKG and "
                                             "ControlKG dPPL, reproduced within 1 % or not (exit status 1)")

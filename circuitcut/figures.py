@@ -382,7 +382,7 @@ def make_figures(
         log(f"  {name}: saved in {time.perf_counter() - start:.1f} s")
     captions = {name: caption for name, (_, caption) in figures.items()}
     if only:
-        _replace_captions(Path(out_dir) / "CAPTIONS.md", captions)
+        replace_captions(Path(out_dir) / "CAPTIONS.md", captions)
         return captions
     # Name the default run folder by the cache variable, not this machine's home directory.
     default_runs = "$CIRCUITCUT_CACHE/figure-runs/" + budget if runs_dir is None else str(runs)
@@ -405,7 +405,7 @@ def make_figures(
     return captions
 
 
-def _replace_captions(path: Path, captions: dict[str, str]) -> None:
+def replace_captions(path: Path, captions: dict[str, str]) -> None:
     """Rewrite the caption lines of the figures redrawn, keep every other line (and add new figures at the end)."""
     lines = path.read_text().splitlines() if path.exists() else ["# Figures", ""]
     done = set()

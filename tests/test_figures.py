@@ -2,7 +2,7 @@
 
 import pytest
 
-from circuitcut.figures import _replace_captions, make_figures
+from circuitcut.figures import replace_captions, make_figures
 
 
 def test_unknown_figure_is_refused_before_the_model_loads(tmp_path):
@@ -10,8 +10,8 @@ def test_unknown_figure_is_refused_before_the_model_loads(tmp_path):
         make_figures(tmp_path, only=["importance_scater"])  # a model load would take seconds and log
 
 
-def test_replace_captions_keeps_the_other_figures(tmp_path):
+def testreplace_captions_keeps_the_other_figures(tmp_path):
     path = tmp_path / "CAPTIONS.md"
     path.write_text("# Figures\n\n- runs: x\n\n- `a.png`: old a\n- `b.png`: old b\n")
-    _replace_captions(path, {"b": "new b", "c": "new c"})
+    replace_captions(path, {"b": "new b", "c": "new c"})
     assert path.read_text() == "# Figures\n\n- runs: x\n\n- `a.png`: old a\n- `b.png`: new b\n- `c.png`: new c\n"

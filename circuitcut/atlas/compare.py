@@ -84,6 +84,8 @@ def distances(targets: Sequence[str]) -> pd.DataFrame:
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 3:  # a resample that drew one or two targets only
+        return float("nan")
     rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
     if rx.std() == 0 or ry.std() == 0:
         return float("nan")

@@ -6,6 +6,7 @@ view                       shows
 ``pairwise_heatmap``       any target x target matrix (Jaccard, cross-criticality), in hierarchy order
 ``atlas_tree``             the WordNet tree of the atlas's targets, each node with its run's numbers
 ``anatomy_side_by_side``   units in the subnetwork per layer and matrix, one panel per target
+``atlas_figures``          the shipped figures: cross-criticality heatmap and tree
 =========================  ===============================================================
 """
 
@@ -26,6 +27,7 @@ from circuitcut.sites import parse_site
 
 if TYPE_CHECKING:
     from circuitcut.atlas.atlas import Atlas
+    from circuitcut.atlas.findings import Comparisons
 
 
 def _label(target: str, parent: dict[str, str | None]) -> str:
@@ -99,3 +101,28 @@ def anatomy_side_by_side(atlas: Atlas, targets: Sequence[str], granularity: str 
     fig.update_yaxes(title_text="layer", dtick=1 if len(layers) <= 16 else 2, row=1, col=1)
     return finish(fig, f"Where each family's subnetwork sits ({granularity} masks, seed {seed})",
                   height=max(420, 24 * len(layers) + 160), width=max(600, 260 * len(masks)))
+
+
+def atlas_figures(atlas: Atlas, comparisons: Comparisons, found: dict) -> dict[str, tuple[go.Figure, str]]:
+    """The figures ``circuitcut atlas compare`` writes, by file name, each with its caption (the numbers behind it,
+    from ``found``: :func:`~circuitcut.atlas.findings.findings`): the cross-criticality excess heatmap and the
+    WordNet tree of the compared masks."""
+    g, seed = comparisons.granularity, comparisons.seed
+    excess = comparisons.excess()
+    diagonal = float(np.diag(excess.to_numpy(dtype=float)).mean())
+    kinds = ", ".join(f"{kind} {v['mean']:+.1f}" for kind, v in found["excess_by_kind"].items())
+    rho = found["excess_vs_distance"]
+    frame = atlas.to_frame()
+    frame = frame[(frame.granularity == g) & (frame.seed == seed)]
+    return {
+        "atlas_cross_criticality": (pairwise_heatmap(
+            excess, f"Cross-criticality: TargetKG dPPL of the column's facts without the row's subnetwork, less a "
+            f"random mask's of its size (pp; {g} masks, seed {seed})", "excess pp", ".0f"),
+            f"{len(excess)} families, {g} masks: removing a family's own subnetwork raises its TargetKG dPPL "
+            f"{diagonal:+.0f} pp above random masks on average; another family's, by pair kind (mean pp): {kinds}. "
+            f"Spearman rho of the excess with WordNet distance {rho['rho']:+.2f} (95 % interval over targets "
+            f"{rho['low']:+.2f} to {rho['high']:+.2f})."),
+        "atlas_tree": (atlas_tree(atlas, g, seed),
+                       f"The atlas's {len(frame)} families ({g} masks, seed {seed}) in their WordNet tree; "
+                       f"{int(frame.bounds_met.sum())} keep every bound (green)."),
+    }

@@ -51,3 +51,22 @@ def test_verify_names_an_entry_the_atlas_lacks_before_loading_a_model(atlas_dir,
     assert "'isa:tree.n.01' is not in the atlas" in err and "no-model" not in err
     assert main(["atlas", "verify", "food.n.01", "--seed", "3", "--atlas", str(atlas_dir), "--model", missing]) == 2
     assert "not weight seed 3" in capsys.readouterr().err
+
+
+def test_compare_ships_comparisons_beside_the_atlas_and_draws_its_figures(atlas_runs, tiny_model_dir, tmp_path,
+                                                                          capsys):
+    from circuitcut.atlas.findings import Comparisons
+
+    atlas_dir = tmp_path / "atlas"
+    assert main(["atlas", "pack", str(atlas_runs), "--to", str(atlas_dir)]) == 0
+    assert main(["atlas", "compare", "--atlas", str(atlas_dir), "--granularity", "neuron", "--model",
+                 str(tiny_model_dir), "--threads", "1", "--figures", str(tmp_path / "figures"), "--no-png"]) == 0
+    out = capsys.readouterr().out
+    assert "Targets compared: 3." in out and "jaccard vs distance: Spearman rho" in out
+    saved = Comparisons.load(atlas_dir)
+    assert saved.granularity == "neuron" and saved.excess().shape == (3, 3)
+    assert list(saved.containment.child) == ["isa:mammal.n.01"] and list(saved.containment.parent) == ["isa:animal.n.01"]
+    captions = (tmp_path / "figures" / "CAPTIONS.md").read_text()
+    for name in ("atlas_cross_criticality", "atlas_tree"):
+        assert (tmp_path / "figures" / f"{name}.html").exists() and f"- `{name}.png`: " in captions
+    assert "3 families, neuron masks: removing a family's own subnetwork raises" in captions

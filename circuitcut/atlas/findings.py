@@ -1,0 +1,167 @@
+"""What an atlas says across its targets: the comparisons, computed once with the model and shipped beside the
+atlas (``comparisons.json.gz``), and the two questions they answer.
+
+* Is the knowledge of nested families nested in the subnetworks? Containment of a child's subnetwork in its
+  parent's (beside chance), and cross-criticality between a parent and its child in both directions.
+* Do siblings share more than distant families? Jaccard and cross-criticality over pairs of each kind
+  (:func:`pair_kinds`), and Spearman's rho of each against WordNet distance with an interval from resampling
+  targets (:func:`~circuitcut.atlas.compare.rank_correlation`).
+
+Cross-criticality is read as its *excess*: B's TargetKG dPPL without A's subnetwork, less the same without a
+random mask of A's size per site; 0 when A's subnetwork matters to B no more than any weights of its size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from circuitcut.atlas.compare import containments, distances, jaccard_matrix, rank_correlation, targets_of
+from circuitcut.atlas.hierarchy import parents
+from circuitcut.atlas.store import AtlasError
+from circuitcut.runs import atomic_path, provenance
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from circuitcut.atlas.atlas import Atlas
+
+COMPARISONS = "comparisons.json.gz"
+_FRAMES = ("jaccard", "distance", "containment", "cross", "unions")
+
+
+@dataclass
+class Comparisons:
+    """Every comparison of one granularity and seed's masks (frames as :mod:`~circuitcut.atlas.compare` and
+    :mod:`~circuitcut.atlas.functional` return them)."""
+
+    granularity: str
+    seed: int
+    jaccard: pd.DataFrame
+    """Target x target overall Jaccard of the masks."""
+    distance: pd.DataFrame
+    """Target x target WordNet steps."""
+    containment: pd.DataFrame
+    """Each child among the targets in its parent: ``containment`` beside ``chance``."""
+    cross: pd.DataFrame
+    """One row per (``removed`` A, ``scored`` B): ``dppl``, ``top10``, ``top10_original``, ``dppl_random``."""
+    unions: pd.DataFrame
+    """Per sibling ``pair``, both families' dPPL and top-10 without each mask and without their union."""
+    provenance: dict = field(default_factory=dict)
+
+    def excess(self) -> pd.DataFrame:
+        """Target x target cross-criticality excess (rows: the subnetwork removed; columns: the facts scored)."""
+        frame = self.cross.assign(excess=self.cross.dppl - self.cross.dppl_random)
+        order = list(self.jaccard.index)
+        return frame.pivot(index="removed", columns="scored", values="excess").loc[order, order]
+
+    def save(self, folder: str | Path) -> Path:
+        data = {"granularity": self.granularity, "seed": self.seed, "provenance": self.provenance,
+                **{name: getattr(self, name).to_dict(orient="split") for name in _FRAMES}}
+        path = Path(folder) / COMPARISONS
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0))
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Comparisons:
+        path = Path(folder) / COMPARISONS
+        if not path.exists():
+            raise AtlasError(f"{folder} holds no comparisons ({COMPARISONS}): compute them with "
+                             f"`circuitcut atlas compare --atlas {folder}` (needs the model).")
+        data = json.loads(gzip.decompress(path.read_bytes()))
+        frames = {name: pd.DataFrame(**data[name]) for name in _FRAMES}
+        return cls(data["granularity"], data["seed"], provenance=data["provenance"], **frames)
+
+
+def pair_kinds(targets: list[str]) -> dict[tuple[str, str], str]:
+    """Each unordered pair of ``targets`` (in their order) as ``nested`` (one lies in the other's family),
+    ``siblings`` (the same parent among the targets) or ``distant`` (neither, and no common parent among them)."""
+    parent = parents(targets)
+
+    def ancestors(t: str) -> list[str]:
+        return [] if parent[t] is None else [parent[t], *ancestors(parent[t])]  # type: ignore[list-item]
+
+    out = {}
+    for i, a in enumerate(targets):
+        for b in targets[i + 1:]:
+            if a in ancestors(b) or b in ancestors(a):
+                out[a, b] = "nested"
+            elif parent[a] is not None and parent[a] == parent[b]:
+                out[a, b] = "siblings"
+            elif not set(ancestors(a)) & set(ancestors(b)):
+                out[a, b] = "distant"
+    return out
+
+
+def compare_atlas(model: TransformerBridge, atlas: Atlas, granularity: str = "weight", seed: int = 0,
+                  random_seeds: int = 1) -> Comparisons:
+    """Every comparison of the atlas's ``granularity`` masks under ``seed``, with the model for the functional
+    ones (cross-criticality of every pair; each sibling pair's union)."""
+    from circuitcut.atlas.functional import cross_criticality, union_effect
+
+    names = targets_of(atlas, None, granularity, seed)
+    siblings = [pair for pair, kind in pair_kinds(names).items() if kind == "siblings"]
+    unions = [union_effect(model, atlas, a, b, granularity, seed).assign(pair=f"{a} | {b}") for a, b in siblings]
+    return Comparisons(
+        granularity, seed, jaccard_matrix(atlas, names, granularity, seed), distances(names),
+        containments(atlas, granularity, seed), cross_criticality(model, atlas, names, granularity, seed, random_seeds),
+        pd.concat(unions, ignore_index=True) if unions else pd.DataFrame(), provenance())
+
+
+def _by_kind(matrix: pd.DataFrame, kinds: dict[tuple[str, str], str]) -> dict[str, dict]:
+    """Per pair kind, the mean, least and most of a target x target matrix over its pairs (both directions)."""
+    out = {}
+    for kind in ("nested", "siblings", "distant"):
+        values = [v for (a, b), k in kinds.items() if k == kind for v in (matrix.loc[a, b], matrix.loc[b, a])]
+        if values:
+            out[kind] = {"pairs": len(values) // 2, "mean": statistics.fmean(values), "min": min(values),
+                         "max": max(values)}
+    return out
+
+
+def findings(comparisons: Comparisons, n_boot: int = 2000) -> dict:
+    """The numbers that answer the module's two questions (see the module docstring)."""
+    names = list(comparisons.jaccard.index)
+    kinds = pair_kinds(names)
+    excess = comparisons.excess()
+    nested = [{"parent": a, "child": b, "child_without_parent": excess.loc[a, b],
+               "parent_without_child": excess.loc[b, a]} for (a, b), k in kinds.items() if k == "nested"]
+    contained = comparisons.containment
+    return {
+        "targets": len(names),
+        "containment": contained.to_dict(orient="records"),
+        "containment_mean": float(contained.containment.mean()) if len(contained) else float("nan"),
+        "containment_chance_mean": float(contained.chance.mean()) if len(contained) else float("nan"),
+        "nested_excess": nested,
+        "jaccard_by_kind": _by_kind(comparisons.jaccard, kinds),
+        "excess_by_kind": _by_kind(excess, kinds),
+        "jaccard_vs_distance": rank_correlation(comparisons.jaccard, comparisons.distance, n_boot),
+        "excess_vs_distance": rank_correlation(excess, comparisons.distance, n_boot),
+    }
+
+
+def findings_markdown(found: dict) -> str:
+    """:func:`findings` as the lines docs/results.md quotes."""
+    lines = [f"Targets compared: {found['targets']}.", "",
+             f"Containment of a child's subnetwork in its parent's: mean {found['containment_mean']:.3f} "
+             f"(chance {found['containment_chance_mean']:.2e}).", ""]
+    lines += [f"- {row['child']} in {row['parent']}: {row['shared']} of {row['child_units']} units "
+              f"({row['containment']:.3f}; chance {row['chance']:.2e})" for row in found["containment"]]
+    lines += ["", "| pair kind | pairs | Jaccard mean (min-max) | cross-criticality excess, pp: mean (min-max) |",
+              "|---|---|---|---|"]
+    for kind, j in found["jaccard_by_kind"].items():
+        e = found["excess_by_kind"][kind]
+        lines.append(f"| {kind} | {j['pairs']} | {j['mean']:.4f} ({j['min']:.4f}-{j['max']:.4f}) | "
+                     f"{e['mean']:+.1f} ({e['min']:+.1f} to {e['max']:+.1f}) |")
+    for name in ("jaccard_vs_distance", "excess_vs_distance"):
+        r = found[name]
+        lines.append(f"\n{name.replace('_', ' ')}: Spearman rho {r['rho']:+.2f} (95 % interval over targets "
+                     f"{r['low']:+.2f} to {r['high']:+.2f}; {r['targets']} targets).")
+    return "\n".join(lines)
