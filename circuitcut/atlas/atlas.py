@@ -7,6 +7,7 @@ Example:
     >>> atlas = circuitcut.atlas.load()
     >>> atlas.targets                                   # ['isa:animal.n.01', ...]
     >>> print(atlas.report("isa:food.n.01"))            # the run's table, as `circuitcut subnet` prints it
+    >>> atlas.comparisons().excess()                    # cross-criticality across targets
     >>> atlas.to_frame()                                # one row per run
     >>> with atlas.mask("isa:food.n.01").remaining(model):   # refuses a model of another shape
     ...     model.generate("An apple is a kind of")
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from transformer_lens.model_bridge import TransformerBridge
 
+    from circuitcut.atlas.findings import Comparisons
     from circuitcut.masks import Mask
 
 
@@ -96,6 +98,13 @@ class Atlas:
         """The run's facts of one dataset (``target``, ``control``, ``control_val``, ``control_new``), each
         ``prompt|tail (rank r, ppl p)`` as facts.json holds them."""
         return self.run(target, granularity, seed)["facts"].get(dataset, [])
+
+    def comparisons(self) -> Comparisons:
+        """The comparisons across targets shipped beside the atlas (``circuitcut atlas compare``): Jaccard,
+        containment, cross-criticality, unions (:class:`~circuitcut.atlas.findings.Comparisons`)."""
+        from circuitcut.atlas.findings import Comparisons
+
+        return Comparisons.load(self.folder)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per run: ``target``, ``granularity``, ``seed``, ``units`` (in the subnetwork), ``sparsity``;

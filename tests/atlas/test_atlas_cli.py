@@ -55,15 +55,13 @@ def test_verify_names_an_entry_the_atlas_lacks_before_loading_a_model(atlas_dir,
 
 def test_compare_ships_comparisons_beside_the_atlas_and_draws_its_figures(atlas_runs, tiny_model_dir, tmp_path,
                                                                           capsys):
-    from circuitcut.atlas.findings import Comparisons
-
     atlas_dir = tmp_path / "atlas"
     assert main(["atlas", "pack", str(atlas_runs), "--to", str(atlas_dir)]) == 0
     assert main(["atlas", "compare", "--atlas", str(atlas_dir), "--granularity", "neuron", "--model",
                  str(tiny_model_dir), "--threads", "1", "--figures", str(tmp_path / "figures"), "--no-png"]) == 0
     out = capsys.readouterr().out
     assert "Targets compared: 3." in out and "jaccard vs distance: Spearman rho" in out
-    saved = Comparisons.load(atlas_dir)
+    saved = load(atlas_dir).comparisons()
     assert saved.granularity == "neuron" and saved.excess().shape == (3, 3)
     assert list(saved.containment.child) == ["isa:mammal.n.01"] and list(saved.containment.parent) == ["isa:animal.n.01"]
     captions = (tmp_path / "figures" / "CAPTIONS.md").read_text()
