@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,15 +66,52 @@ def top_activating_contexts(
     One context per window, so that a neuron firing on a long run of tokens does not fill the list
     with near-copies of one passage. ``fwd_hooks`` (e.g. a pruning mask) run first.
     """
+    found = many_contexts(model, tokens, {(kind, layer): [neuron]}, k=k, before=before, after=after,
+                          fwd_hooks=fwd_hooks, batch_size=batch_size, rank_by=rank_by)
+    return found[kind, layer, neuron]
+
+
+def many_contexts(
+    model: TransformerBridge,
+    tokens: Int[Tensor, "n pos"],
+    neurons: Mapping[tuple[SiteKind, int], Sequence[int]],
+    *,
+    k: int = 8,
+    before: int = 10,
+    after: int = 3,
+    fwd_hooks: Sequence[Hook] = (),
+    batch_size: int = 8,
+    rank_by: Ranking = "max",
+) -> dict[tuple[SiteKind, int, int], NeuronContexts]:
+    """:func:`top_activating_contexts` of many neurons, keyed ``(kind, layer, neuron)``, in one pass over
+    ``tokens``: ``neurons`` names each site's neurons (only theirs are kept, ``n x pos`` values each)."""
     if rank_by not in RANKINGS:
         raise ValueError(f"Unknown rank_by '{rank_by}': choose from {', '.join(RANKINGS)}.")
-    recorded: list[Tensor] = []
+    recorded: dict[tuple[SiteKind, int], list[Tensor]] = {site: [] for site in neurons}
 
-    def record(activation: Float[Tensor, "batch pos *neuron"], hook=None) -> None:
-        recorded.append(rearrange(activation, "b p ... -> b p (...)")[..., neuron].float().cpu())
+    def recorder(site: tuple[SiteKind, int]):
+        index = torch.tensor(list(neurons[site]), dtype=torch.long)
 
-    stream(model, tokens, fwd_hooks=[*fwd_hooks, (hook_name(kind, layer), record)], batch_size=batch_size)
-    acts = torch.cat(recorded)
+        def record(activation: Float[Tensor, "batch pos *neuron"], hook=None) -> None:
+            flat = rearrange(activation, "b p ... -> b p (...)")
+            recorded[site].append(flat[..., index.to(flat.device)].float().cpu())
+
+        return record
+
+    hooks = [(hook_name(kind, layer), recorder((kind, layer))) for kind, layer in neurons]
+    stream(model, tokens, fwd_hooks=[*fwd_hooks, *hooks], batch_size=batch_size)
+    out = {}
+    for (kind, layer), chosen in neurons.items():
+        acts = torch.cat(recorded[kind, layer])
+        for i, neuron in enumerate(chosen):
+            out[kind, layer, neuron] = _contexts(model, tokens, acts[..., i], (kind, layer, neuron), k, before, after,
+                                                 rank_by)
+    return out
+
+
+def _contexts(model: TransformerBridge, tokens: Int[Tensor, "n pos"], acts: Float[Tensor, "n pos"],
+              unit: tuple[SiteKind, int, int], k: int, before: int, after: int, rank_by: Ranking) -> NeuronContexts:
+    """A neuron's ``k`` windows with the highest peaks (one per window), from its activations on ``tokens``."""
     key = {"max": acts, "min": -acts, "abs": acts.abs()}[rank_by]
     strength, position = key.max(dim=1)
     windows = strength.topk(min(k, len(strength))).indices.tolist()
@@ -91,4 +128,4 @@ def top_activating_contexts(
                 values[r, c] = acts[w, q]
         rows.append(row)
         peaks.append((w, p, float(acts[w, p])))
-    return NeuronContexts(kind, layer, neuron, rows, values, offsets, peaks, rank_by)
+    return NeuronContexts(*unit, rows, values, offsets, peaks, rank_by)

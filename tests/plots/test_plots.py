@@ -298,3 +298,17 @@ def test_subnetwork_effect_training_and_selection_curves():
     chosen = [(t.name, list(t.x), list(t.y)) for t in fig.data if t.mode == "markers"]
     assert chosen == [("a", [5.0], [3.0]), ("b", [25.0], [12.5])]  # the worse template, never-seen controls
     assert [(r.x1, r.y1) for r in fig.layout.shapes] == [(10.0, 10.0)] * 2
+
+
+def test_many_neurons_contexts_in_one_pass_equal_one_at_a_time(tiny_model):
+    from circuitcut.contexts import many_contexts
+
+    tokens = torch.randint(0, 2000, (5, 24), generator=torch.Generator().manual_seed(1))
+    found = many_contexts(tiny_model, tokens, {("mlp", 1): [7, 3], ("mlp", 0): [11]}, k=2, before=3, after=1)
+    assert set(found) == {("mlp", 1, 7), ("mlp", 1, 3), ("mlp", 0, 11)}
+    for (kind, layer, neuron), contexts in found.items():
+        alone = top_activating_contexts(tiny_model, tokens, layer, neuron, kind=kind, k=2, before=3, after=1)
+        assert [(w, q) for w, q, _ in contexts.peaks] == [(w, q) for w, q, _ in alone.peaks]
+        assert [a for *_, a in contexts.peaks] == pytest.approx([a for *_, a in alone.peaks], rel=1e-5)
+        assert contexts.tokens == alone.tokens
+        assert (contexts.layer, contexts.neuron) == (layer, neuron)
