@@ -54,6 +54,9 @@ class Comparisons:
     unions: pd.DataFrame
     """Per sibling ``pair``, both families' dPPL and top-10 without each mask and without their union."""
     provenance: dict = field(default_factory=dict)
+    contexts: dict[str, list[str]] = field(default_factory=dict)
+    """Neuron masks only: per neuron in any target's mask (``blocks.L.mlp.hook_post:N``), the text around its
+    strongest activations on prose, the peak token in brackets (:func:`neuron_contexts`)."""
 
     def excess(self) -> pd.DataFrame:
         """Target x target cross-criticality excess (rows: the subnetwork removed; columns: the facts scored)."""
@@ -63,6 +66,7 @@ class Comparisons:
 
     def save(self, folder: str | Path) -> Path:
         data = {"granularity": self.granularity, "seed": self.seed, "provenance": self.provenance,
+                "contexts": self.contexts,
                 **{name: getattr(self, name).to_dict(orient="split") for name in _FRAMES}}
         path = Path(folder) / COMPARISONS
         with atomic_path(path) as tmp:
@@ -77,7 +81,8 @@ class Comparisons:
                              f"`circuitcut atlas compare --atlas {folder}` (needs the model).")
         data = json.loads(gzip.decompress(path.read_bytes()))
         frames = {name: pd.DataFrame(**data[name]) for name in _FRAMES}
-        return cls(data["granularity"], data["seed"], provenance=data["provenance"], **frames)
+        return cls(data["granularity"], data["seed"], provenance=data["provenance"],
+                   contexts=data.get("contexts", {}), **frames)
 
 
 def pair_kinds(targets: list[str]) -> dict[tuple[str, str], str]:
@@ -112,7 +117,33 @@ def compare_atlas(model: TransformerBridge, atlas: Atlas, granularity: str = "we
     return Comparisons(
         granularity, seed, jaccard_matrix(atlas, names, granularity, seed), distances(names),
         containments(atlas, granularity, seed), cross_criticality(model, atlas, names, granularity, seed, random_seeds),
-        pd.concat(unions, ignore_index=True) if unions else pd.DataFrame(), provenance())
+        pd.concat(unions, ignore_index=True) if unions else pd.DataFrame(), provenance(),
+        neuron_contexts(model, atlas, names, seed) if granularity == "neuron" else {})
+
+
+def neuron_contexts(model: TransformerBridge, atlas: Atlas, targets: list[str], seed: int = 0, k: int = 3,
+                    tokens: int = 8192) -> dict[str, list[str]]:
+    """For every neuron in any of ``targets``' neuron masks, its ``k`` strongest contexts (by magnitude, one per
+    window) on ``tokens`` tokens of the prose corpus's evaluation split, keyed ``site:neuron``."""
+    from circuitcut.contexts import many_contexts
+    from circuitcut.data.corpora import corpus_windows
+    from circuitcut.sites import hook_name, neuron_site
+
+    chosen: dict[tuple, set[int]] = {}
+    for target in targets:
+        for site, removed in atlas.mask(target, "neuron", seed).removed.items():
+            layer, kind = neuron_site(site)
+            chosen.setdefault((kind, layer), set()).update(removed.flatten().nonzero().flatten().tolist())
+    windows = corpus_windows("prose", model.tokenizer, n_tokens=tokens, window=64, split="eval", seed=0)
+    found = many_contexts(model, windows, {site: sorted(n) for site, n in chosen.items() if n}, k=k, before=8,
+                          after=2, rank_by="abs")
+    return {f"{hook_name(kind, layer)}:{neuron}": [_snippet(c.tokens[row], c.offsets) for row in range(len(c.peaks))]
+            for (kind, layer, neuron), c in found.items()}
+
+
+def _snippet(tokens: list[str], offsets: list[int]) -> str:
+    """One context's tokens as text, the peak token (offset 0) in brackets."""
+    return "".join(f"[{t}]" if off == 0 else t for t, off in zip(tokens, offsets)).replace("·", " ")
 
 
 def _by_kind(matrix: pd.DataFrame, kinds: dict[tuple[str, str], str]) -> dict[str, dict]:

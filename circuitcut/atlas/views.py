@@ -6,6 +6,7 @@ view                       shows
 ``pairwise_heatmap``       any target x target matrix (Jaccard, cross-criticality), in hierarchy order
 ``atlas_tree``             the WordNet tree of the atlas's targets, each node with its run's numbers
 ``anatomy_side_by_side``   units in the subnetwork per layer and matrix, one panel per target
+``neuron_map``             neuron masks: every target's neurons by layer, hover with their top contexts
 ``atlas_figures``          the shipped figures: cross-criticality heatmap and tree
 =========================  ===============================================================
 """
@@ -103,10 +104,46 @@ def anatomy_side_by_side(atlas: Atlas, targets: Sequence[str], granularity: str 
                   height=max(420, 24 * len(layers) + 160), width=max(600, 260 * len(masks)))
 
 
+def neuron_map(atlas: Atlas, comparisons: Comparisons, targets: Sequence[str] | None = None) -> go.Figure:
+    """Neuron masks: each target's neurons as points (neuron index across, layer up; a target's points
+    nudged within the layer's row, so shared neurons show side by side); the hover names the neuron, the
+    other targets whose masks hold it, and its top contexts on prose (:attr:`Comparisons.contexts`)."""
+    from circuitcut.sites import neuron_site
+
+    seed = comparisons.seed
+    names = [atlas.target(t) for t in targets] if targets is not None else list(comparisons.jaccard.index)
+    held: dict[str, list[str]] = {}
+    masks = {t: atlas.mask(t, "neuron", seed) for t in names}
+    for target, mask in masks.items():
+        for site, removed in mask.removed.items():
+            for n in removed.flatten().nonzero().flatten().tolist():
+                held.setdefault(f"{site}:{n}", []).append(target)
+    fig = go.Figure()
+    for i, (target, mask) in enumerate(masks.items()):
+        x, y, text = [], [], []
+        for site, removed in mask.removed.items():
+            layer, kind = neuron_site(site)
+            for n in removed.flatten().nonzero().flatten().tolist():
+                key = f"{site}:{n}"
+                others = [o.removeprefix("isa:") for o in held[key] if o != target]
+                contexts = "<br>".join(c.replace("<", "&lt;") for c in comparisons.contexts.get(key, []))
+                x.append(n)
+                y.append(layer + (i - (len(masks) - 1) / 2) * 0.6 / max(len(masks), 1))
+                text.append(f"{target.removeprefix('isa:')}: layer {layer} {kind} neuron {n}<br>"
+                            f"also in: {', '.join(others) or 'no other target'}<br>{contexts}")
+        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name=target.removeprefix("isa:"), text=text,
+                                 marker=dict(size=7, line=dict(width=0.5, color="white")),
+                                 hovertemplate="%{text}<extra></extra>"))
+    fig.update_xaxes(title_text="neuron")
+    fig.update_yaxes(title_text="layer", dtick=1)
+    return finish(fig, f"Every family's subnetwork neurons (neuron masks, seed {seed}); hover: top contexts on prose",
+                  height=640)
+
+
 def atlas_figures(atlas: Atlas, comparisons: Comparisons, found: dict) -> dict[str, tuple[go.Figure, str]]:
     """The figures ``circuitcut atlas compare`` writes, by file name, each with its caption (the numbers behind it,
     from ``found``: :func:`~circuitcut.atlas.findings.findings`): the cross-criticality excess heatmap and the
-    WordNet tree of the compared masks."""
+    WordNet tree of the compared masks, and for neuron masks the neuron map."""
     g, seed = comparisons.granularity, comparisons.seed
     excess = comparisons.excess()
     diagonal = float(np.diag(excess.to_numpy(dtype=float)).mean())
@@ -114,7 +151,7 @@ def atlas_figures(atlas: Atlas, comparisons: Comparisons, found: dict) -> dict[s
     rho = found["excess_vs_distance"]
     frame = atlas.to_frame()
     frame = frame[(frame.granularity == g) & (frame.seed == seed)]
-    return {
+    figures = {
         "atlas_cross_criticality": (pairwise_heatmap(
             excess, f"Cross-criticality: TargetKG dPPL of the column's facts without the row's subnetwork, less a "
             f"random mask's of its size (pp; {g} masks, seed {seed})", "excess pp", ".0f"),
@@ -126,3 +163,8 @@ def atlas_figures(atlas: Atlas, comparisons: Comparisons, found: dict) -> dict[s
                        f"The atlas's {len(frame)} families ({g} masks, seed {seed}) in their WordNet tree; "
                        f"{int(frame.bounds_met.sum())} keep every bound (green)."),
     }
+    if g == "neuron":
+        figures["atlas_neuron_map"] = (neuron_map(atlas, comparisons), (
+            f"The neurons of {len(excess)} families' neuron masks (seed {seed}) by layer; {len(comparisons.contexts)} "
+            "distinct neurons, each hover with its three strongest contexts on prose."))
+    return figures
