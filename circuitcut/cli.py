@@ -314,7 +314,7 @@ def _atlas_args(atlas: argparse.ArgumentParser, formatter, common: argparse.Argu
     _model_args(p)
 
     p = command("verify", cmd_atlas_verify, "re-evaluate atlas entries on the model: their stored TargetKG and "
-                                            "ControlKG dPPL, reproduced within 1 % or not (exit status 1)")
+                                            "ControlKG dPPL, reproduced within 1 percent or not (exit status 1)")
     p.add_argument("target", nargs="?", default=None, metavar="TARGET",
                    help="one target, e.g. food.n.01 (default: every target of --granularity and --seed)")
     p.add_argument("--granularity", default="weight", choices=["weight", "neuron"], help="which entry (default: weight)")
