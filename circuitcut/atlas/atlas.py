@@ -99,12 +99,13 @@ class Atlas:
         ``prompt|tail (rank r, ppl p)`` as facts.json holds them."""
         return self.run(target, granularity, seed)["facts"].get(dataset, [])
 
-    def comparisons(self) -> Comparisons:
-        """The comparisons across targets shipped beside the atlas (``circuitcut atlas compare``): Jaccard,
-        containment, cross-criticality, unions (:class:`~circuitcut.atlas.findings.Comparisons`)."""
+    def comparisons(self, granularity: str = "weight", seed: int = 0) -> Comparisons:
+        """The comparisons across targets of one granularity and seed's masks, shipped beside the atlas
+        (``circuitcut atlas compare``): Jaccard, containment, cross-criticality, unions, neuron contexts
+        (:class:`~circuitcut.atlas.findings.Comparisons`)."""
         from circuitcut.atlas.findings import Comparisons
 
-        return Comparisons.load(self.folder)
+        return Comparisons.load(self.folder, granularity, seed)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per run: ``target``, ``granularity``, ``seed``, ``units`` (in the subnetwork), ``sparsity``;

@@ -1,5 +1,5 @@
 """What an atlas says across its targets: the comparisons, computed once with the model and shipped beside the
-atlas (``comparisons.json.gz``), and the two questions they answer.
+atlas (``comparisons-<granularity>-seed<S>.json.gz``), and the two questions they answer.
 
 * Is the knowledge of nested families nested in the subnetworks? Containment of a child's subnetwork in its
   parent's (beside chance), and cross-criticality between a parent and its child in both directions.
@@ -32,7 +32,12 @@ if TYPE_CHECKING:
 
     from circuitcut.atlas.atlas import Atlas
 
-COMPARISONS = "comparisons.json.gz"
+
+
+def comparisons_file(granularity: str, seed: int) -> str:
+    """The file one granularity and seed's comparisons take in an atlas folder."""
+    return f"comparisons-{granularity}-seed{seed}.json.gz"
+
 _FRAMES = ("jaccard", "distance", "containment", "cross", "unions")
 
 
@@ -68,17 +73,18 @@ class Comparisons:
         data = {"granularity": self.granularity, "seed": self.seed, "provenance": self.provenance,
                 "contexts": self.contexts,
                 **{name: getattr(self, name).to_dict(orient="split") for name in _FRAMES}}
-        path = Path(folder) / COMPARISONS
+        path = Path(folder) / comparisons_file(self.granularity, self.seed)
         with atomic_path(path) as tmp:
             tmp.write_bytes(gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0))
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> Comparisons:
-        path = Path(folder) / COMPARISONS
+    def load(cls, folder: str | Path, granularity: str = "weight", seed: int = 0) -> Comparisons:
+        path = Path(folder) / comparisons_file(granularity, seed)
         if not path.exists():
-            raise AtlasError(f"{folder} holds no comparisons ({COMPARISONS}): compute them with "
-                             f"`circuitcut atlas compare --atlas {folder}` (needs the model).")
+            raise AtlasError(f"{folder} holds no comparisons of {granularity} masks under seed {seed} ({path.name}): "
+                             f"compute them with `circuitcut atlas compare --atlas {folder} --granularity "
+                             f"{granularity} --seed {seed}` (needs the model).")
         data = json.loads(gzip.decompress(path.read_bytes()))
         frames = {name: pd.DataFrame(**data[name]) for name in _FRAMES}
         return cls(data["granularity"], data["seed"], provenance=data["provenance"],
