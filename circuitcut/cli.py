@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 
 import circuitcut
-
-DTYPES = ("float32", "bfloat16", "float16")
-"""Parameter dtypes by their names in torch (``torch.bfloat16``), looked up when the model loads."""
-
+from circuitcut.cli_args import DTYPES, load_model_of, model_args, threads_arg
+from circuitcut.cli_atlas import atlas_args
 
 class _Formatter(argparse.HelpFormatter):
     """Help that shows each flag's default, except where there is none to show: a switch, a repeatable
@@ -32,37 +30,17 @@ class _Formatter(argparse.HelpFormatter):
         return f"{action.help} (default: %(default)s)"
 
 
-def _model_args(p) -> None:
-    p.add_argument("--model", default="smollm2", help="embedded name, local checkpoint folder or hub name")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES, help="parameter dtype")
-    _threads_arg(p)
-
-
-def _threads_arg(p) -> None:
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: the cores not busy with other jobs, at least 1)")
-
-
-def _load(args):
-    import torch
-
-    from circuitcut.models import load_model
-
-    return load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype))
-
-
 def cmd_info(args) -> None:
     from circuitcut.sites import ModelShape
 
-    print(ModelShape.of(_load(args)).describe())
+    print(ModelShape.of(load_model_of(args)).describe())
 
 
 def cmd_ppl(args) -> None:
     from circuitcut.data.corpora import corpus_windows
     from circuitcut.evaluate import evaluate_tokens
 
-    model = _load(args)
+    model = load_model_of(args)
     print(f"{'corpus':10s} {'tokens':>7s} {'top1':>6s} {'top10':>6s} {'loss':>6s} {'ppl':>7s}")
     for corpus in args.corpora.split(","):
         windows = corpus_windows(corpus, model.tokenizer, n_tokens=args.tokens, split="eval", seed=args.seed)
@@ -93,7 +71,7 @@ def cmd_prune(args) -> None:
 
     check_out_folder(args.out, resume=args.resume)
     config = _pruning_config(args, {})
-    model = _load(args)
+    model = load_model_of(args)
     start = time.perf_counter()
     result = prune(model, config, out_dir=args.out, resume=args.resume)
     print(result.summary())
@@ -109,7 +87,7 @@ def cmd_demo(args) -> None:
 
     check_out_folder(args.out)
     config = _pruning_config(args, DEMO)
-    model = _load(args)
+    model = load_model_of(args)
     print(ModelShape.of(model).describe(), "\n")
     print(f"Selective pruning: forget {config.forget}, retain {config.retain}, {config.sites} neurons, "
           f"{config.importance} importance, {config.steps} steps of {config.frac_text()}, {config.tokens} tokens per split")
@@ -141,7 +119,7 @@ def cmd_subnet(args) -> None:
 
     check_out_folder(args.out, resume=args.resume)
     config = _subnetwork_config(args)
-    model = _load(args)
+    model = load_model_of(args)
     result = find_subnetwork(model, config, args.out)
     print(format_report(result.metrics))
     print(f"wrote {args.out}/metrics.json, mask.safetensors, config.json")
@@ -160,7 +138,7 @@ def cmd_duel(args) -> None:
         config = DuelConfig(**config_overrides(args, DuelConfig))
     check_target(config.subnetwork())  # target and corpora refused before the model loads
     load_documents(config.forget), load_documents(config.retain)
-    model = _load(args)
+    model = load_model_of(args)
     start = time.perf_counter()
     result = run_duel(model, config, args.out)
     table = duel_markdown(result)
@@ -191,7 +169,7 @@ def cmd_relearn(args) -> None:
                            eval_tokens=args.eval_tokens, hold=args.hold, train=args.train, step=args.step,
                            corpus=args.corpus, seed=args.seed, facts=facts)
     open_run(args.run_dir, step=config.step)  # an unfinished or foreign folder is refused before the model loads
-    model = _load(args)
+    model = load_model_of(args)
     start = time.perf_counter()
     result = relearn(model, args.run_dir, config)
     if result.generalisation is not None:
@@ -202,134 +180,6 @@ def cmd_relearn(args) -> None:
     print(f"wrote {args.run_dir}/relearn.json and relearn.html in {time.perf_counter() - start:.0f} s")
 
 
-def cmd_atlas_build(args) -> None:
-    from circuitcut.atlas.build import build_atlas
-    from circuitcut.atlas.config import AtlasConfig
-    from circuitcut.config_args import config_overrides, fields_as_flags
-
-    with fields_as_flags(AtlasConfig):
-        config = AtlasConfig(**config_overrides(args, AtlasConfig))
-    start = time.perf_counter()
-    folders = build_atlas(config, args.out, model_name=args.model, device=args.device)
-    print(f"{len(folders)} runs finished in {args.out} ({time.perf_counter() - start:.0f} s); pack them into an "
-          f"atlas with `circuitcut atlas pack {args.out}`")
-
-
-def cmd_atlas_pack(args) -> None:
-    from circuitcut.atlas.store import MASKS, RUNS, finished_runs, pack_atlas
-
-    folders = finished_runs(args.runs_dir)
-    out = pack_atlas(folders, args.to)
-    size = sum((out / name).stat().st_size for name in (MASKS, RUNS))
-    print(f"packed {len(folders)} runs into {out} ({size / 1e6:.2f} MB)")
-
-
-def cmd_atlas_targets(args) -> None:
-    from circuitcut.atlas.targets import DEFAULT_TARGETS, check_targets, describe_targets, format_checks
-
-    targets = tuple(t for t in args.targets.split(",") if t) or DEFAULT_TARGETS
-    print(describe_targets(targets))
-    if args.check:
-        print()
-        print(format_checks(check_targets(_load(args), targets)))
-
-
-def cmd_atlas_compare(args) -> None:
-    from circuitcut import plots
-    from circuitcut.atlas import load
-    from circuitcut.atlas.findings import compare_atlas, findings, findings_markdown
-    from circuitcut.atlas.views import atlas_figures
-    from circuitcut.figures import replace_captions
-
-    atlas = load(args.atlas)
-    start = time.perf_counter()
-    comparisons = compare_atlas(_load(args), atlas, args.granularity, args.seed, args.random_seeds)
-    path = comparisons.save(atlas.folder)
-    found = findings(comparisons)
-    print(findings_markdown(found), "\n")
-    figures = atlas_figures(atlas, comparisons, found)
-    for name, (figure, _) in figures.items():
-        plots.save_figure(figure, args.figures, name, png=not args.no_png)
-    replace_captions(Path(args.figures) / "CAPTIONS.md", {name: caption for name, (_, caption) in figures.items()})
-    print(f"wrote {path} and the atlas figures into {args.figures} ({time.perf_counter() - start:.0f} s)")
-
-
-def cmd_atlas_verify(args) -> int:
-    from circuitcut.atlas import load
-    from circuitcut.atlas.functional import verify
-
-    atlas = load(args.atlas)
-    targets = [atlas.target(args.target)] if args.target else [
-        r["target"] for r in atlas.runs.values() if r["granularity"] == args.granularity and r["seed"] == args.seed]
-    atlas.run(targets[0], args.granularity, args.seed)  # an entry the atlas lacks is named before the model loads
-    model, failed = _load(args), 0
-    for target in targets:
-        frame = verify(model, atlas, target, args.granularity, args.seed)
-        failed += int((~frame.ok).sum())
-        lines = "; ".join(f"{r.dataset} dPPL stored {r.stored:+.1f} %, measured {r.measured:+.1f} %"
-                          f"{'' if r.ok else ' (DIFFERS)'}" for r in frame.itertuples())
-        print(f"{target} {args.granularity} seed {args.seed}: {lines}")
-    print("every figure reproduced within 1 %" if not failed else f"{failed} figures differ by more than 1 %")
-    return 1 if failed else 0
-
-
-def _atlas_args(atlas: argparse.ArgumentParser, formatter, common: argparse.ArgumentParser) -> None:
-    """``circuitcut atlas build|pack|targets``; ``common``: the flags every command takes (--debug)."""
-    from circuitcut.atlas.config import FLAG_GROUPS, AtlasConfig
-    from circuitcut.config_args import add_config_args
-
-    sub = atlas.add_subparsers(dest="atlas_command", required=True, metavar="COMMAND")
-
-    def command(name: str, func, summary: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:],
-                           formatter_class=formatter, parents=[common])
-        p.set_defaults(func=func)
-        return p
-
-    p = command("build", cmd_atlas_build, "subnetwork runs for a list of targets, one resumable folder each: two at "
-                                          "a time on a CPU, one by one on CUDA")
-    p.add_argument("--out", required=True, metavar="FOLDER", help="folder of the run folders (a rerun continues it)")
-    p.add_argument("--model", default="smollm2", help="embedded name, local checkpoint folder or hub name")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
-    _threads_arg(p)
-    groups = {name: p.add_argument_group(name, description) for name, description in FLAG_GROUPS.items()}
-    add_config_args(groups, AtlasConfig, shown=AtlasConfig())
-
-    p = command("pack", cmd_atlas_pack, "pack finished run folders into an atlas (masks as indices, runs as JSON)")
-    p.add_argument("runs_dir", metavar="RUNS_DIR", help="a 'circuitcut atlas build' folder")
-    p.add_argument("--to", default=None, metavar="FOLDER",
-                   help="where the atlas goes (default: the package's, which circuitcut.atlas.load() reads)")
-
-    p = command("compare", cmd_atlas_compare, "compare the atlas's targets with the model (cross-criticality of every "
-                                              "pair, unions, overlaps), ship the comparisons beside it, draw figures")
-    p.add_argument("--atlas", default=None, metavar="FOLDER", help="an atlas folder (default: the shipped one)")
-    p.add_argument("--granularity", default="weight", choices=["weight", "neuron"], help="which masks (default: weight)")
-    p.add_argument("--seed", type=int, default=0, help="which mask seed (default: 0)")
-    p.add_argument("--random-seeds", type=int, default=1, metavar="N",
-                   help="random masks of each subnetwork's size per site, the cross-criticality baseline (default: 1)")
-    p.add_argument("--figures", default="figures", metavar="FOLDER",
-                   help="where the cross-criticality heatmap and the tree go, captions in its CAPTIONS.md "
-                        "(default: figures)")
-    p.add_argument("--no-png", action="store_true", help="HTML only (PNG export needs chromium)")
-    _model_args(p)
-
-    p = command("verify", cmd_atlas_verify, "re-evaluate atlas entries on the model: their stored TargetKG and "
-                                            "ControlKG dPPL, reproduced within 1 percent or not (exit status 1)")
-    p.add_argument("target", nargs="?", default=None, metavar="TARGET",
-                   help="one target, e.g. food.n.01 (default: every target of --granularity and --seed)")
-    p.add_argument("--granularity", default="weight", choices=["weight", "neuron"], help="which entry (default: weight)")
-    p.add_argument("--seed", type=int, default=0, help="which entry's mask seed (default: 0)")
-    p.add_argument("--atlas", default=None, metavar="FOLDER", help="an atlas folder (default: the shipped one)")
-    _model_args(p)
-
-    p = command("targets", cmd_atlas_targets, "the default targets as a WordNet tree; --check counts the facts "
-                                              "the model knows of each")
-    p.add_argument("--targets", default="", metavar="SPEC,...", help="other targets (default: the default list)")
-    p.add_argument("--check", action="store_true",
-                   help="load the model and count each target's known facts, as a run samples and scores them")
-    _model_args(p)
-
-
 def _prune_args(p: argparse.ArgumentParser, defaults: dict, out: str, resume_flag: bool = True) -> None:
     """The run's own flags, then every PruningConfig field (its default laid over by ``defaults``), each in the
     group the field names."""
@@ -338,7 +188,7 @@ def _prune_args(p: argparse.ArgumentParser, defaults: dict, out: str, resume_fla
 
     groups = {name: p.add_argument_group(name, description) for name, description in FLAG_GROUPS.items()}
     run = groups["run"]
-    _model_args(run)
+    model_args(run)
     run.add_argument("--out", default=out, metavar="FOLDER", help="run folder")
     if resume_flag:  # the demo always resumes its folder
         run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -354,7 +204,7 @@ def _subnet_args(p: argparse.ArgumentParser) -> None:
     run = groups["run"]
     run.add_argument("--preset", default="default", choices=list(PRESETS),
                      help="named settings the other flags lay over; docs/cli.md lists what each sets")
-    _model_args(run)
+    model_args(run)
     run.add_argument("--out", default="runs/subnet", metavar="FOLDER", help="run folder")
     run.add_argument("--resume", action="store_true", help="continue (or, finished, load) the run in --out")
     add_config_args(groups, SubnetworkConfig, shown=preset("default"))
@@ -367,7 +217,7 @@ def _duel_args(p: argparse.ArgumentParser) -> None:
 
     groups = {name: p.add_argument_group(name, description) for name, description in FLAG_GROUPS.items()}
     run = groups["run"]
-    _model_args(run)
+    model_args(run)
     run.add_argument("--out", default="runs/duel", metavar="FOLDER", help="run folder")
     run.add_argument("--resume", action="store_true", help="continue (or, finished, load) the duel in --out")
     add_config_args(groups, DuelConfig, shown=DuelConfig())
@@ -401,10 +251,10 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
                    help="embedded name, local checkpoint folder or hub name")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="parameter dtype")
-    _threads_arg(p)
+    threads_arg(p)
 
     p = command("ppl", cmd_ppl, "next-token accuracy and perplexity on corpora")
-    _model_args(p)
+    model_args(p)
     p.add_argument("--corpora", default="prose,python,code", metavar="C1,C2",
                    help="comma-separated corpora: prose, python, code, a path or hf:NAME")
     p.add_argument("--tokens", type=int, default=4096, help="evaluation tokens per corpus")
@@ -431,7 +281,7 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p = command("relearn", cmd_relearn, "fine-tune with a finished run's removal held in place: does it come back?")
     p.add_argument("run_dir", metavar="RUN_DIR",
                    help="a finished 'circuitcut prune' or 'circuitcut subnet' run folder")
-    _model_args(p)
+    model_args(p)
     p.add_argument("--steps", type=int, default=32, help="fine-tuning steps per curve")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
     p.add_argument("--tokens", type=int, default=None,
@@ -448,8 +298,8 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the windows or facts, the random removals and the batches")
 
-    _atlas_args(command("atlas", None, "an atlas of subnetworks across WordNet families: build, pack, targets"),
-                formatter, common)
+    atlas_args(command("atlas", None, "an atlas of subnetworks across WordNet families: build, pack, compare, "
+                                      "verify, targets"), formatter, common)
 
     p = command("figures", cmd_figures, "regenerate the figures from real runs on the embedded model")
     p.add_argument("--out", default="figures", metavar="FOLDER", help="where the figures go")
@@ -463,7 +313,7 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-png", action="store_true", help="HTML only (PNG export needs chromium)")
     p.add_argument("--only", default="", metavar="NAME,...",
                    help="redraw only these figures (e.g. importance_scatter), keeping the others' captions")
-    _threads_arg(p)
+    threads_arg(p)
     _name_metavars(parser)
     return parser
 
