@@ -39,16 +39,22 @@ def _label(target: str, parent: dict[str, str | None]) -> str:
     return "· " * depth + target.removeprefix("isa:")
 
 
-def pairwise_heatmap(matrix: pd.DataFrame, title: str, value: str = "value", fmt: str = ".2f") -> go.Figure:
+def pairwise_heatmap(matrix: pd.DataFrame, title: str, value: str = "value", fmt: str = ".2f",
+                     off_diagonal_scale: bool = False) -> go.Figure:
     """A square matrix over targets (rows: the first of the pair, e.g. the mask removed; columns: the second, e.g.
     the facts scored) ordered by the hierarchy (:func:`~circuitcut.atlas.hierarchy.hierarchy_order`), so each
-    family is a block on the diagonal; cells are annotated with their value."""
+    family is a block on the diagonal; cells are annotated with their value.
+
+    ``off_diagonal_scale``: the colours span the off-diagonal values only (the diagonal saturates), for a matrix
+    whose diagonal is orders of magnitude larger (a run's effect on its own facts)."""
     order = hierarchy_order(list(matrix.index))
     parent = parents(order)
     values = matrix.loc[order, order].to_numpy(dtype=float)
     labels = [_label(t, parent) for t in order]
+    off = values[~np.eye(len(order), dtype=bool)]
+    span = dict(zmin=min(0.0, float(off.min())), zmax=max(float(off.max()), 1.0)) if off_diagonal_scale and len(off) else {}
     fig = go.Figure(go.Heatmap(
-        z=values, x=labels, y=labels, colorscale="Blues", colorbar=dict(title=value),
+        z=values, x=labels, y=labels, colorscale="Blues", colorbar=dict(title=value), **span,
         text=[[format(v, fmt) for v in row] for row in values], texttemplate="%{text}", textfont_size=9,
         hovertemplate=f"%{{y}} / %{{x}}: %{{z:{fmt}}}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
@@ -153,9 +159,11 @@ def atlas_figures(atlas: Atlas, comparisons: Comparisons, found: dict) -> dict[s
     frame = frame[(frame.granularity == g) & (frame.seed == seed)]
     figures = {
         "atlas_cross_criticality": (pairwise_heatmap(
-            excess, f"Cross-criticality: TargetKG dPPL of the column's facts without the row's subnetwork, less a "
-            f"random mask's of its size (pp; {g} masks, seed {seed})", "excess pp", ".0f"),
-            f"{len(excess)} families, {g} masks: removing a family's own subnetwork raises its TargetKG dPPL "
+            excess, f"Cross-criticality excess, pp ({g} masks)", "excess pp",
+            ".0f", off_diagonal_scale=True),
+            f"{len(excess)} families, {g} masks: each cell is the TargetKG dPPL of the column's facts without the "
+            f"row's subnetwork, less that without a random mask of its size per site (pp; colours span the "
+            f"off-diagonal cells). Removing a family's own subnetwork raises its TargetKG dPPL "
             f"{diagonal:+.0f} pp above random masks on average; another family's, by pair kind (mean pp): {kinds}. "
             f"Spearman rho of the excess with WordNet distance {rho['rho']:+.2f} (95 % interval over targets "
             f"{rho['low']:+.2f} to {rho['high']:+.2f})."),
