@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
-from circuitcut.atlas.findings import Comparisons, findings, pair_kinds
+from circuitcut.atlas.findings import Comparisons, findings, neuron_contexts, pair_kinds
+from circuitcut.atlas.views import neuron_map
+from circuitcut.masks import Mask
+from circuitcut.sites import ModelShape
 
 TARGETS = ["isa:animal.n.01", "isa:mammal.n.01", "isa:bird.n.01", "isa:dog.n.01", "isa:color.n.01"]
 
@@ -41,3 +45,38 @@ def test_findings_read_each_kind_of_pair_from_the_matrices(tmp_path):
     comparisons.save(tmp_path)
     again = Comparisons.load(tmp_path)
     pd.testing.assert_frame_equal(again.excess(), comparisons.excess())
+
+
+class _Atlas:
+    """What neuron_contexts and neuron_map read of an atlas: targets' neuron masks (here, chosen neurons)."""
+
+    def __init__(self, masks):
+        self.masks = masks
+
+    def target(self, target):
+        return target
+
+    def mask(self, target, granularity="neuron", seed=0):
+        return self.masks[target]
+
+
+def test_neuron_contexts_and_map_cover_every_masked_neuron(tiny_model):
+    shape = ModelShape.of(tiny_model)
+
+    def mask(neurons):
+        removed = torch.zeros(shape.n_layers, shape.n_neurons("mlp"), dtype=torch.bool)
+        for layer, n in neurons:
+            removed[layer, n] = True
+        return Mask.from_kinds(shape, {"mlp": removed})
+
+    atlas = _Atlas({"isa:animal.n.01": mask([(1, 3), (1, 7)]), "isa:food.n.01": mask([(1, 7), (0, 2)])})
+    contexts = neuron_contexts(tiny_model, atlas, list(atlas.masks), k=2, tokens=512)
+    assert set(contexts) == {"blocks.1.mlp.hook_post:3", "blocks.1.mlp.hook_post:7", "blocks.0.mlp.hook_post:2"}
+    assert all(len(c) == 2 and c[0].count("[") == 1 for c in contexts.values())  # the peak token marked
+    frame = pd.DataFrame([[1.0, 0.3], [0.3, 1.0]], index=list(atlas.masks), columns=list(atlas.masks))
+    comparisons = Comparisons("neuron", 0, frame, frame, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(),
+                              contexts=contexts)
+    figure = neuron_map(atlas, comparisons)
+    assert [t.name for t in figure.data] == ["animal.n.01", "food.n.01"] and [len(t.x) for t in figure.data] == [2, 2]
+    shared = next(text for text in figure.data[0].text if "neuron 7" in text)
+    assert "also in: food.n.01" in shared and contexts["blocks.1.mlp.hook_post:7"][0].replace("<", "&lt;") in shared
