@@ -129,7 +129,8 @@ def cmd_duel(args) -> None:
     from circuitcut import plots
     from circuitcut.config_args import config_overrides, fields_as_flags
     from circuitcut.data.corpora import load_documents
-    from circuitcut.duel import DuelConfig, duel_markdown, run_duel
+    from circuitcut.duel import DuelConfig, duel_caption, duel_markdown, run_duel
+    from circuitcut.figures import replace_captions
     from circuitcut.runs import check_out_folder
     from circuitcut.subnetwork.data import check_target
 
@@ -145,6 +146,9 @@ def cmd_duel(args) -> None:
     (Path(args.out) / "table.md").write_text(table + "\n")
     plots.save_figure(plots.duel_scatter(result), args.out, "duel", png=False)
     print(table)
+    if args.figures:  # the figure and its caption where the README's figures are
+        plots.save_figure(plots.duel_scatter(result), args.figures, "duel")
+        replace_captions(Path(args.figures) / "CAPTIONS.md", {"duel": duel_caption(result)})
     print(f"wrote {args.out}/table.md and duel.html in {time.perf_counter() - start:.0f} s")
 
 
@@ -220,6 +224,8 @@ def _duel_args(p: argparse.ArgumentParser) -> None:
     model_args(run)
     run.add_argument("--out", default="runs/duel", metavar="FOLDER", help="run folder")
     run.add_argument("--resume", action="store_true", help="continue (or, finished, load) the duel in --out")
+    run.add_argument("--figures", default=None, metavar="FOLDER",
+                     help="also draw the figure (PNG and HTML) into this folder, its caption in its CAPTIONS.md")
     add_config_args(groups, DuelConfig, shown=DuelConfig())
 
 

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING
 
 from circuitcut._lazy import lazy_exports
 
-__all__ = ["DuelConfig", "DuelResult", "Task", "duel_markdown", "duel_table", "points_frame", "run_duel",
-           "windows_as_facts"]
+__all__ = ["DuelConfig", "DuelResult", "Task", "duel_caption", "duel_markdown", "duel_table", "points_frame",
+           "run_duel", "windows_as_facts"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "circuitcut.duel.config": ("DuelConfig",),
     "circuitcut.duel.run": ("DuelResult", "run_duel"),
     "circuitcut.duel.tasks": ("Task", "windows_as_facts"),
-    "circuitcut.duel.report": ("duel_markdown", "duel_table", "points_frame"),
+    "circuitcut.duel.report": ("duel_caption", "duel_markdown", "duel_table", "points_frame"),
 })
 
 if TYPE_CHECKING:
     from circuitcut.duel.config import DuelConfig
-    from circuitcut.duel.report import duel_markdown, duel_table, points_frame
+    from circuitcut.duel.report import duel_caption, duel_markdown, duel_table, points_frame
     from circuitcut.duel.run import DuelResult, run_duel
     from circuitcut.duel.tasks import Task, windows_as_facts

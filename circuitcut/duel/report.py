@@ -74,6 +74,24 @@ def duel_markdown(result: DuelResult) -> str:
     return "\n".join(lines)
 
 
+def duel_caption(result: DuelResult) -> str:
+    """The figure's caption: per task, each method's damage to the target and to what is kept, at the table's sizes."""
+    parts = []
+    for task in dict.fromkeys(r["task"] for r in table_rows(result)):
+        rows = [r for r in table_rows(result) if r["task"] == task]
+        what = ("TargetKG / never-seen ControlKG whole-tail dPPL %" if task == "knowledge"
+                else "forget / retain top-1 drop %, selectivity")
+        cells = []
+        for r in rows:
+            unit = "weights" if r["granularity"] == "weight" else "neurons"
+            sel = "" if math.isnan(r["selectivity"]) else f", {r['selectivity']:+.1f}"
+            cells.append(f"{r['method']} ({r['units']:,} {unit}) {r['target']:+.1f} / {r['control']:+.1f}{sel}")
+        parts.append(f"{task} task ({what}): " + "; ".join(cells))
+    target = result.config.target
+    return (f"Every method on both tasks ({target}; {result.config.forget} vs {result.config.retain}), at the "
+            "learned neuron mask's size (random: masks of selective pruning's size per site). " + ". ".join(parts) + ".")
+
+
 def _cell(value, signed: bool) -> str:
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:+.1f}" if signed else f"{value:.1f}"

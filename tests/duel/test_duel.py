@@ -11,7 +11,7 @@ import torch
 import circuitcut
 from circuitcut import plots
 from circuitcut.cli import main
-from circuitcut.duel import DuelConfig, Task, duel_markdown, duel_table, points_frame, run_duel, windows_as_facts
+from circuitcut.duel import DuelConfig, Task, duel_caption, duel_markdown, duel_table, points_frame, run_duel, windows_as_facts
 from circuitcut.duel import methods as duel_methods
 from circuitcut.duel import run as duel_run
 from circuitcut.duel.methods import blank_mask, selective_masks
@@ -66,6 +66,9 @@ def test_the_duel_runs_every_method_on_both_tasks_into_one_table(duel):
     assert markdown.count("\n") == 1 + len(table) and "| corpus | random |" in markdown
     figure = plots.duel_scatter(result)
     assert {t.name for t in figure.data} == {"learned", "selective", "random", "greedy"}
+    caption = duel_caption(result)
+    learned = table[(table["task"] == "corpus") & (table["method"] == "learned")].iloc[0]
+    assert f"learned ({learned['units']:,} neurons) {learned['target']:+.1f} / {learned['control']:+.1f}, " in caption
 
 
 def test_a_resumed_duel_loads_finished_cells_and_reruns_only_the_missing_one(duel, monkeypatch):
