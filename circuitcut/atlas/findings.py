@@ -92,7 +92,8 @@ class Comparisons:
 
 
 def pair_kinds(targets: list[str]) -> dict[tuple[str, str], str]:
-    """Each unordered pair of ``targets`` (in their order) as ``nested`` (one lies in the other's family),
+    """Each unordered pair of ``targets`` (in their order; a nested pair ancestor first) as ``nested`` (one lies in the
+    other's family),
     ``siblings`` (the same parent among the targets) or ``distant`` (neither, and no common parent among them)."""
     parent = parents(targets)
 
@@ -102,8 +103,10 @@ def pair_kinds(targets: list[str]) -> dict[tuple[str, str], str]:
     out = {}
     for i, a in enumerate(targets):
         for b in targets[i + 1:]:
-            if a in ancestors(b) or b in ancestors(a):
+            if a in ancestors(b):
                 out[a, b] = "nested"
+            elif b in ancestors(a):
+                out[b, a] = "nested"  # the ancestor first
             elif parent[a] is not None and parent[a] == parent[b]:
                 out[a, b] = "siblings"
             elif not set(ancestors(a)) & set(ancestors(b)):

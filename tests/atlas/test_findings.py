@@ -16,6 +16,8 @@ TARGETS = ["isa:animal.n.01", "isa:mammal.n.01", "isa:bird.n.01", "isa:dog.n.01"
 
 def test_pairs_are_nested_siblings_or_distant_by_the_hierarchy():
     kinds = pair_kinds(TARGETS)
+    assert ("isa:mammal.n.01", "isa:dog.n.01") in kinds and ("isa:dog.n.01", "isa:mammal.n.01") not in kinds
+    assert pair_kinds(TARGETS[::-1])["isa:animal.n.01", "isa:mammal.n.01"] == "nested"  # ancestor first, whatever the order
     assert kinds["isa:animal.n.01", "isa:dog.n.01"] == "nested"  # a grandchild, through mammal
     assert kinds["isa:mammal.n.01", "isa:bird.n.01"] == "siblings"
     assert kinds["isa:animal.n.01", "isa:color.n.01"] == "distant"
