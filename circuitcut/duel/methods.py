@@ -4,8 +4,8 @@ Selective pruning ranks neurons by ``importance(forget) / (importance(retain) + 
 (:func:`~circuitcut.pruning.selectivity_scores`) with the statistics re-collected on the model without the
 neurons removed so far, as ``circuitcut prune`` does step by step; here a step goes to the next neuron count
 of the duel's sizes, ranked across the duel's sites, and the statistics can skip padding (fact batches).
-Learned masks come from :func:`~circuitcut.subnetwork.find_subnetwork`, greedy selection's from
-:func:`~circuitcut.greedy.greedy_masks`.
+Learned masks come from :func:`~circuitcut.subnetwork.find_subnetwork` (and, at the other methods' sizes, from its
+scores read as a ranking: :func:`learned_ranking_masks`), greedy selection's from :func:`~circuitcut.greedy.greedy_masks`.
 """
 
 from __future__ import annotations
@@ -68,6 +68,30 @@ def learned_mask(model: TransformerBridge, config: DuelConfig, task: Task, granu
     result = find_subnetwork(model, config.subnetwork(granularity), folder, data=task.subnetwork_data,
                              progress=progress)
     return result.mask
+
+
+def learned_ranking_masks(model: TransformerBridge, config: DuelConfig, folder: Path,
+                          sizes: Sequence[int]) -> Iterator[Mask]:
+    """The learned neuron run in ``folder`` read as a ranking: at each of ``sizes``, the neurons with the highest
+    final scores across the duel's sites (its checkpoint's), so the learned method meets the others at their sizes.
+
+    The run's own mask is the one its selection rule chose, at the size the sparsity term left; the ranking is the
+    order its scores put every neuron in at the end of training."""
+    from circuitcut.subnetwork.parametrize import MaskScores
+    from circuitcut.subnetwork.run import CHECKPOINT
+
+    sub = config.subnetwork()
+    scores = MaskScores(sub.sites(model), sub.init_p)
+    scores.load_state_dict(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=False)["scores"])
+    blank = blank_mask(model, config)
+    names, widths = list(blank.removed), [m.numel() for m in blank.removed.values()]
+    by_name = dict(scores.items())
+    flat = torch.cat([by_name[n].detach().flatten() for n in names])
+    for size in sizes:
+        chosen = torch.zeros(flat.numel(), dtype=torch.bool)
+        chosen[flat.topk(min(size, flat.numel())).indices] = True
+        yield Mask(blank.shape, "neuron", dict(zip(names, (c.reshape(blank.removed[n].shape) for c, n in
+                                                           zip(chosen.split(widths), names)))))
 
 
 def greedy_curve(model: TransformerBridge, config: DuelConfig, task: Task) -> Iterator[Mask]:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.duel.config import DuelConfig
-from circuitcut.duel.methods import blank_mask, greedy_curve, learned_mask, selective_masks
+from circuitcut.duel.methods import blank_mask, greedy_curve, learned_mask, learned_ranking_masks, selective_masks
 from circuitcut.duel.tasks import TASKS, Task
 from circuitcut.masks import Mask
 from circuitcut.pruning import PruningConfig, PruningData
@@ -27,8 +27,9 @@ from circuitcut.subnetwork.data import SubnetworkData
 from circuitcut.subnetwork.prefix import FrozenPrefix
 from circuitcut.subnetwork.run import run_data
 
-METHODS = ("learned", "learned_weights", "selective", "greedy")
-"""The cells of each task, in the order they run (selective pruning's sizes include the learned mask's)."""
+METHODS = ("learned", "learned_weights", "selective", "learned_ranked", "greedy")
+"""The cells of each task, in the order they run (selective pruning's sizes, and the learned neuron run's ranking's,
+include the learned mask's)."""
 
 
 @dataclass
@@ -111,4 +112,5 @@ def _run_task(model: TransformerBridge, config: DuelConfig, task: Task, folder: 
         cell("learned_weights", lambda: [weights])
     sizes = sorted({*config.sizes, learned.n_removed()} - {0})
     cell("selective", lambda: selective_masks(model, task, blank_mask(model, config), sizes, config.importance))
+    cell("learned_ranked", lambda: learned_ranking_masks(model, config, folder / "learned", sizes))
     cell("greedy", lambda: greedy_curve(model, config, task))

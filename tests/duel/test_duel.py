@@ -50,12 +50,16 @@ def test_the_duel_runs_every_method_on_both_tasks_into_one_table(duel):
     table = duel_table(result)
     assert list(table.columns) == list(COLUMNS)
     pairs = sorted(zip(table["task"], table["method"]))
-    assert pairs == sorted((t, m) for t in ("knowledge", "corpus") for m in ("learned", "selective", "random", "greedy"))
+    assert pairs == sorted((t, m) for t in ("knowledge", "corpus")
+                           for m in ("learned", "selective", "random", "learned_ranked", "greedy"))
     points = points_frame(result)
     for task in ("knowledge", "corpus"):
         learned = int(points.query("task == @task and method == 'learned'")["units"].iloc[0])
         selective = sorted(points.query("task == @task and method == 'selective'")["units"])
         assert selective == sorted({2, 4, learned} - {0})  # the duel's sizes and the learned mask's
+        assert sorted(points.query("task == @task and method == 'learned_ranked'")["units"]) == selective
+        ranked = [circuitcut.Mask.load(folder / task / "learned_ranked" / f"mask_{n}.safetensors") for n in selective]
+        assert all(((a - b).n_removed() == 0) for a, b in zip(ranked, ranked[1:]))  # one ranking: each in the next
         assert list(points.query("task == @task and method == 'greedy'")["units"]) == [1, 2]
         assert (folder / task / "selective" / "mask_4.safetensors").exists()
     corpus = table[table["task"] == "corpus"]
@@ -65,7 +69,7 @@ def test_the_duel_runs_every_method_on_both_tasks_into_one_table(duel):
     markdown = duel_markdown(result)
     assert markdown.count("\n") == 1 + len(table) and "| corpus | random |" in markdown
     figure = plots.duel_scatter(result)
-    assert {t.name for t in figure.data} == {"learned", "selective", "random", "greedy"}
+    assert {t.name for t in figure.data} == {"learned", "selective", "random", "learned_ranked", "greedy"}
     caption = duel_caption(result)
     learned = table[(table["task"] == "corpus") & (table["method"] == "learned")].iloc[0]
     assert f"learned ({learned['units']:,} neurons) {learned['target']:+.1f} / {learned['control']:+.1f}, " in caption
