@@ -42,6 +42,24 @@ def test_a_folder_of_other_settings_is_refused_before_anything_runs(tiny_model, 
                     progress=False)
 
 
+def test_a_run_without_data_seed_is_the_atlas_run_of_its_seed(tiny_model, tmp_path):
+    """A `circuitcut subnet` run (data_seed unset: its facts follow seed 0) is the atlas's seed-0 run, kept as it is;
+    a data seed that samples other facts is refused."""
+    from circuitcut.subnetwork import find_subnetwork
+    from circuitcut.subnetwork.config import preset
+
+    folder = tmp_path / "food.n.01-neuron-seed0"
+    own = preset("default", target="isa:food.n.01", **TINY_RUN)
+    find_subnetwork(tiny_model, own, folder, progress=False, data=tiny_target_data(tiny_model, own))
+    finished = (folder / "metrics.json").stat().st_mtime_ns
+    config = AtlasConfig(targets=("isa:food.n.01",), granularity=("neuron",))
+    build_atlas(config, tmp_path, model=tiny_model, overrides=TINY_RUN, data=tiny_target_data, progress=False)
+    assert (folder / "metrics.json").stat().st_mtime_ns == finished
+    with pytest.raises(ValueError, match=r"another config \(data_seed: saved 0, asked 1\)"):
+        build_atlas(AtlasConfig(targets=("isa:food.n.01",), granularity=("neuron",), data_seed=1), tmp_path,
+                    model=tiny_model, overrides=TINY_RUN, data=tiny_target_data, progress=False)
+
+
 def test_runs_in_worker_processes(tiny_model_dir, tmp_path):
     """Two runs at a time, each worker loading the model itself."""
     config = AtlasConfig(targets=("isa:animal.n.01", "isa:food.n.01"), granularity=("neuron",), workers=2)
