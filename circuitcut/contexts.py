@@ -45,30 +45,12 @@ def _readable(text: str) -> str:
 
 
 def top_activating_contexts(
-    model: TransformerBridge,
-    tokens: Int[Tensor, "n pos"],
-    layer: int,
-    neuron: int,
-    *,
-    kind: SiteKind = "mlp",
-    k: int = 8,
-    before: int = 10,
-    after: int = 3,
-    fwd_hooks: Sequence[Hook] = (),
-    batch_size: int = 8,
-    rank_by: Ranking = "max",
+    model: TransformerBridge, tokens: Int[Tensor, "n pos"], layer: int, neuron: int, *, kind: SiteKind = "mlp",
+    **options,
 ) -> NeuronContexts:
-    """One pass over ``tokens`` recording a neuron; the ``k`` windows with the highest peaks.
-
-    ``rank_by="abs"`` ranks by magnitude, matching the abs/rms/std importances: a gated feed-forward
-    neuron can matter mostly through negative values, which ``"max"`` would never show.
-
-    One context per window, so that a neuron firing on a long run of tokens does not fill the list
-    with near-copies of one passage. ``fwd_hooks`` (e.g. a pruning mask) run first.
-    """
-    found = many_contexts(model, tokens, {(kind, layer): [neuron]}, k=k, before=before, after=after,
-                          fwd_hooks=fwd_hooks, batch_size=batch_size, rank_by=rank_by)
-    return found[kind, layer, neuron]
+    """One pass over ``tokens`` recording a neuron; the ``k`` windows with the highest peaks (``options``: those of
+    :func:`many_contexts`, ``k``, ``before``, ``after``, ``fwd_hooks``, ``batch_size``, ``rank_by``)."""
+    return many_contexts(model, tokens, {(kind, layer): [neuron]}, **options)[kind, layer, neuron]
 
 
 def many_contexts(
@@ -83,8 +65,16 @@ def many_contexts(
     batch_size: int = 8,
     rank_by: Ranking = "max",
 ) -> dict[tuple[SiteKind, int, int], NeuronContexts]:
-    """:func:`top_activating_contexts` of many neurons, keyed ``(kind, layer, neuron)``, in one pass over
-    ``tokens``: ``neurons`` names each site's neurons (only theirs are kept, ``n x pos`` values each)."""
+    """The ``k`` windows with the highest peaks of each of many neurons, keyed ``(kind, layer, neuron)``, in one pass
+    over ``tokens``: ``neurons`` names each site's neurons (only theirs are kept, ``n x pos`` values each).
+
+    ``rank_by="abs"`` ranks by magnitude, matching the abs/rms/std importances: a gated feed-forward
+    neuron can matter mostly through negative values, which ``"max"`` would never show. ``before`` and ``after``:
+    tokens kept around each peak.
+
+    One context per window, so that a neuron firing on a long run of tokens does not fill the list
+    with near-copies of one passage. ``fwd_hooks`` (e.g. a pruning mask) run first.
+    """
     if rank_by not in RANKINGS:
         raise ValueError(f"Unknown rank_by '{rank_by}': choose from {', '.join(RANKINGS)}.")
     recorded: dict[tuple[SiteKind, int], list[Tensor]] = {site: [] for site in neurons}
