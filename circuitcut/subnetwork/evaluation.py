@@ -28,6 +28,12 @@ from circuitcut.subnetwork.data import SubnetworkData
 #: metrics whose relative change is reported, and the name of that change
 _CHANGES = {"ppl": "dppl", "ppl_first": "dppl_first", "top1": "dtop1", "top10": "dtop10"}
 
+TEXT_BATCH = 2
+"""ControlLM windows per forward when a run scores text (validation, evaluation). A window's 128 x 49,152 float32
+logits are 25 MB and the log-sum-exp takes a temporary as large: 100 MB at 2 windows, 400 MB at ``evaluate_tokens``'
+default 8, which during a weight run's validation came on top of its scores, Adam moments and masked weights and
+made its peak."""
+
 
 @torch.inference_mode()
 def kg_metrics(model: TransformerBridge, batch: KGBatch, batch_size: int = 64) -> dict:
@@ -61,7 +67,7 @@ def evaluate_model(
             if len(batch) and (sets is None or name in sets):
                 out[name] = kg_metrics(model, batch)
         if data.eval_lm is not None and (sets is None or "lm" in sets):
-            lm = evaluate_tokens(model, data.eval_lm)
+            lm = evaluate_tokens(model, data.eval_lm, batch_size=TEXT_BATCH)
             out["lm"] = {"ppl": lm.perplexity, "top1": lm.top1, "top10": lm.top10, "loss": lm.loss, "n": lm.n_tokens}
     return out
 

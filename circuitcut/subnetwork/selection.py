@@ -23,7 +23,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from circuitcut.data.kg import score_pairs
 from circuitcut.evaluate import evaluate_tokens, percent
 from circuitcut.subnetwork.data import SubnetworkData
-from circuitcut.subnetwork.evaluation import kg_metrics
+from circuitcut.subnetwork.evaluation import TEXT_BATCH, kg_metrics
 from circuitcut.subnetwork.mask import Remover
 
 
@@ -73,7 +73,7 @@ class Selector:
             counted = rank[self._known] if self._known.any() else rank  # nothing known: every row counts (0 %)
             out = {"target_top10": percent(counted <= 10),
                    "control_ppl": kg_metrics(self.model, self.data.val_kg["control"])["ppl"]}
-            out["lm_ppl"] = evaluate_tokens(self.model, self.data.val_lm).perplexity
+            out["lm_ppl"] = evaluate_tokens(self.model, self.data.val_lm, batch_size=TEXT_BATCH).perplexity
         return out
 
     @property

@@ -76,7 +76,7 @@ def test_target_check_counts_only_rows_the_original_model_knows(monkeypatch):
     ranks = iter([torch.tensor([3, 50, 5, 200]), torch.tensor([20, 50, 5, 200]), torch.tensor([20, 50, 30, 200])])
     monkeypatch.setattr(selection, "score_pairs", lambda model, batch: SimpleNamespace(rank=next(ranks)))
     monkeypatch.setattr(selection, "kg_metrics", lambda model, batch: {"ppl": 10.0})
-    monkeypatch.setattr(selection, "evaluate_tokens", lambda model, tokens: SimpleNamespace(perplexity=20.0))
+    monkeypatch.setattr(selection, "evaluate_tokens", lambda model, tokens, **kw: SimpleNamespace(perplexity=20.0))
     data = SimpleNamespace(val_kg={"target": None, "control": None}, val_lm=torch.zeros(1, 4))
     selector = Selector(model=None, data=data, config=tiny_config(max_target_top10=10, max_control_dppl=10, max_lm_dppl=5))
     selector.measure_original()
