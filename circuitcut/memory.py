@@ -1,9 +1,12 @@
-"""Giving freed memory back to the system between the phases of a long run.
+"""Giving freed memory back to the system during and between the phases of a long run.
 
 glibc serves allocations under its mmap threshold (which grows up to 32 MB as large blocks are freed)
 from the heap and keeps their pages when they are freed: a weight run's 105 score matrices, their Adam
 moments and gradients (at most 3.5 MB each) stay resident after training, and the evaluation's logits,
-mapped apart, come on top of them. ``malloc_trim`` hands the free pages back.
+mapped apart, come on top of them. ``malloc_trim`` hands the free pages back (:func:`release_freed_memory`).
+During training, a text window's 25 MB of logits and their gradients are allocated and freed at every step;
+from the heap, whose holes never quite fit the next step's blocks, the resident size creeps up by tens of
+MB a step. :func:`map_large_blocks` gives every block of a megabyte or more a mapping of its own instead.
 """
 
 from __future__ import annotations
@@ -14,11 +17,28 @@ import gc
 from functools import cache
 
 
+M_MMAP_THRESHOLD = -3
+"""glibc's ``mallopt`` parameter: allocations of at least this many bytes are mapped apart (setting it stops it growing)."""
+
+
 @cache
-def _trim():
+def _libc(function: str):
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
-    return getattr(libc, "malloc_trim", None)
+    return getattr(libc, function, None)
+
+
+def _trim():
+    return _libc("malloc_trim")
+
+
+def map_large_blocks(threshold: int = 2**20) -> bool:
+    """From now on in this process, give every allocation of ``threshold`` bytes or more a mapping of its own,
+    returned to the system when freed (glibc's mmap threshold, fixed); ``False`` where the C library has no
+    ``mallopt``, which changes nothing there. A mapping is zeroed by the kernel on first touch: a few
+    milliseconds for a step's tens of megabytes."""
+    mallopt = _libc("mallopt")
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 def release_freed_memory() -> bool:
