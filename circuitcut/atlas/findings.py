@@ -92,9 +92,9 @@ class Comparisons:
 
 
 def pair_kinds(targets: list[str]) -> dict[tuple[str, str], str]:
-    """Each unordered pair of ``targets`` (in their order; a nested pair ancestor first) as ``nested`` (one lies in the
-    other's family),
-    ``siblings`` (the same parent among the targets) or ``distant`` (neither, and no common parent among them)."""
+    """Each unordered pair of ``targets`` as ``nested`` (one lies in the other's family; the ancestor first),
+    ``siblings`` (the same parent among the targets) or ``distant`` (neither, and no common ancestor among them);
+    other pairs (cousins) are left out."""
     parent = parents(targets)
 
     def ancestors(t: str) -> list[str]:
