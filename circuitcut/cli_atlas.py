@@ -45,7 +45,7 @@ def cmd_atlas_targets(args) -> None:
 def cmd_atlas_compare(args) -> None:
     from circuitcut import plots
     from circuitcut.atlas import load
-    from circuitcut.atlas.findings import compare_atlas, findings, findings_markdown
+    from circuitcut.atlas.findings import compare_atlas, findings, findings_markdown, runs_markdown
     from circuitcut.atlas.views import atlas_figures
     from circuitcut.figures import replace_captions
 
@@ -54,6 +54,7 @@ def cmd_atlas_compare(args) -> None:
     comparisons = compare_atlas(load_model_of(args), atlas, args.granularity, args.seed, args.random_seeds)
     path = comparisons.save(atlas.folder)
     found = findings(comparisons)
+    print(runs_markdown(atlas, args.granularity, args.seed), "\n")
     print(findings_markdown(found), "\n")
     figures = atlas_figures(atlas, comparisons, found)
     for name, (figure, _) in figures.items():

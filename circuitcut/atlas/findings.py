@@ -187,6 +187,24 @@ def findings(comparisons: Comparisons, n_boot: int = 2000) -> dict:
     }
 
 
+def runs_markdown(atlas: Atlas, granularity: str = "weight", seed: int = 0) -> str:
+    """The atlas's runs of one granularity and seed as a markdown table (the figures docs/results.md quotes)."""
+    frame = atlas.to_frame()
+    frame = frame[(frame.granularity == granularity) & (frame.seed == seed)]
+    lines = ["| target | units (sparsity %) | TargetKG dPPL % (random) | top-10 after | never-seen ControlKG dPPL % "
+             "(random) | ControlLM dPPL % | bounds |", "|---|---|---|---|---|---|---|"]
+    for r in frame.to_dict("records"):
+        def pct(key: str, fmt: str = "+.1f") -> str:
+            value = r.get(key, float("nan"))
+            return "-" if value != value else format(value, fmt)  # NaN: a dataset the run did not report
+
+        lines.append(f"| {r['target']} | {r['units']:,} ({r['sparsity']:.4f}) | {pct('dppl_target', '+,.1f')} "
+                     f"({pct('dppl_random_target')}) | {pct('top10_target', '.0f')} % | {pct('dppl_control_new')} "
+                     f"({pct('dppl_random_control_new')}) | {pct('dppl_lm')} | "
+                     f"{'kept' if r['bounds_met'] else 'missed: ' + r['goals_missed']} |")
+    return "\n".join(lines)
+
+
 def findings_markdown(found: dict) -> str:
     """:func:`findings` as the lines docs/results.md quotes."""
     lines = [f"Targets compared: {found['targets']}.", "",

@@ -61,6 +61,7 @@ def test_compare_ships_comparisons_beside_the_atlas_and_draws_its_figures(atlas_
                  str(tiny_model_dir), "--threads", "1", "--figures", str(tmp_path / "figures"), "--no-png"]) == 0
     out = capsys.readouterr().out
     assert "Targets compared: 3." in out and "jaccard vs distance: Spearman rho" in out
+    assert out.count("| isa:") == 3 and "| target | units (sparsity %) |" in out
     saved = load(atlas_dir).comparisons("neuron")
     assert saved.granularity == "neuron" and saved.excess().shape == (3, 3)
     assert list(saved.containment.child) == ["isa:mammal.n.01"] and list(saved.containment.parent) == ["isa:animal.n.01"]
