@@ -194,15 +194,17 @@ def runs_markdown(atlas: Atlas, granularity: str = "weight", seed: int = 0) -> s
     lines = ["| target | units (sparsity %) | TargetKG dPPL % (random) | top-10 after | never-seen ControlKG dPPL % "
              "(random) | ControlLM dPPL % | bounds |", "|---|---|---|---|---|---|---|"]
     for r in frame.to_dict("records"):
-        def pct(key: str, fmt: str = "+.1f") -> str:
-            value = r.get(key, float("nan"))
-            return "-" if value != value else format(value, fmt)  # NaN: a dataset the run did not report
-
+        pct = lambda key, fmt="+.1f": _figure(r.get(key, float("nan")), fmt)  # noqa: E731
         lines.append(f"| {r['target']} | {r['units']:,} ({r['sparsity']:.4f}) | {pct('dppl_target', '+,.1f')} "
                      f"({pct('dppl_random_target')}) | {pct('top10_target', '.0f')} % | {pct('dppl_control_new')} "
                      f"({pct('dppl_random_control_new')}) | {pct('dppl_lm')} | "
                      f"{'kept' if r['bounds_met'] else 'missed: ' + r['goals_missed']} |")
     return "\n".join(lines)
+
+
+def _figure(value: float, fmt: str) -> str:
+    """A table figure, ``-`` for NaN (a dataset the run did not report)."""
+    return "-" if value != value else format(value, fmt)
 
 
 def findings_markdown(found: dict) -> str:

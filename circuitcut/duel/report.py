@@ -76,9 +76,9 @@ def duel_markdown(result: DuelResult) -> str:
 
 def duel_caption(result: DuelResult) -> str:
     """The figure's caption: per task, each method's damage to the target and to what is kept, at the table's sizes."""
-    parts = []
-    for task in dict.fromkeys(r["task"] for r in table_rows(result)):
-        rows = [r for r in table_rows(result) if r["task"] == task]
+    parts, table = [], table_rows(result)
+    for task in dict.fromkeys(r["task"] for r in table):
+        rows = [r for r in table if r["task"] == task]
         what = ("TargetKG / never-seen ControlKG whole-tail dPPL %" if task == "knowledge"
                 else "forget / retain top-1 drop %, selectivity")
         cells = []
