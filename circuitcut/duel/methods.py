@@ -60,14 +60,14 @@ def selective_masks(model: TransformerBridge, task: Task, blank: Mask, sizes: Se
         yield mask
 
 
-def learned_mask(model: TransformerBridge, config: DuelConfig, task: Task, granularity: str, folder: Path,
-                 progress: bool = True) -> Mask:
-    """The learned mask of ``task`` (a subnetwork run in ``folder``, resumed from its checkpoint)."""
+def learned_run(model: TransformerBridge, config: DuelConfig, task: Task, granularity: str, folder: Path,
+                progress: bool = True) -> SubnetworkResult:
+    """The learned mask of ``task`` and its run's evaluation (a subnetwork run in ``folder``, resumed from its
+    checkpoint)."""
     if (folder / "metrics.json").exists():
-        return SubnetworkResult.load(folder, model).mask
-    result = find_subnetwork(model, config.subnetwork(granularity), folder, data=task.subnetwork_data,
-                             progress=progress)
-    return result.mask
+        return SubnetworkResult.load(folder, model)
+    return find_subnetwork(model, config.subnetwork(granularity), folder, data=task.subnetwork_data,
+                           progress=progress)
 
 
 def learned_ranking_masks(model: TransformerBridge, config: DuelConfig, folder: Path,

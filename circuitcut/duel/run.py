@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.duel.config import DuelConfig
-from circuitcut.duel.methods import blank_mask, greedy_curve, learned_mask, learned_ranking_masks, selective_masks
+from circuitcut.duel.methods import blank_mask, greedy_curve, learned_ranking_masks, learned_run, selective_masks
 from circuitcut.duel.tasks import TASKS, Task
 from circuitcut.masks import Mask
 from circuitcut.pruning import PruningConfig, PruningData
@@ -94,23 +94,24 @@ def _run_task(model: TransformerBridge, config: DuelConfig, task: Task, folder: 
     with prefix.active():
         original = task.original(model)
 
-    def cell(method: str, masks: Callable[[], Iterable[Mask]]) -> None:
+    def cell(method: str, masks: Callable[[], Iterable[Mask]], metrics: dict | None = None) -> None:
+        """``metrics``: a learned run's evaluation of its one mask (its random masks have the duel's seeds)."""
         if (folder / method / "points.json").exists():
             return
         points = []
         with prefix.active():  # not around learned masks' training, which runs a prefix of its own
             for mask in tqdm(masks(), desc=f"{task.name}: {method}", disable=not progress, leave=False):
-                points.append(task.evaluate(model, mask, original, config.random_seeds))
+                points.append(task.evaluate(model, mask, original, config.random_seeds, metrics))
                 mask.save(folder / method / f"mask_{mask.n_removed()}.safetensors",
                           {"method": method, "task": task.name})
         write_json(folder / method / "points.json", points)
 
-    learned = learned_mask(model, config, task, "neuron", folder / "learned", progress)
-    cell("learned", lambda: [learned])
+    learned = learned_run(model, config, task, "neuron", folder / "learned", progress)
+    cell("learned", lambda: [learned.mask], learned.metrics)
     if config.weight_masks:
-        weights = learned_mask(model, config, task, "weight", folder / "learned_weights", progress)
-        cell("learned_weights", lambda: [weights])
-    sizes = sorted({*config.sizes, learned.n_removed()} - {0})
+        weights = learned_run(model, config, task, "weight", folder / "learned_weights", progress)
+        cell("learned_weights", lambda: [weights.mask], weights.metrics)
+    sizes = sorted({*config.sizes, learned.mask.n_removed()} - {0})
     cell("selective", lambda: selective_masks(model, task, blank_mask(model, config), sizes, config.importance))
     cell("learned_ranked", lambda: learned_ranking_masks(model, config, folder / "learned", sizes))
     cell("greedy", lambda: greedy_curve(model, config, task))

@@ -95,16 +95,18 @@ class Task:
         return {"forget": evaluate_tokens(model, self.pruning_data.forget_eval).to_dict(),
                 "retain": evaluate_tokens(model, self.pruning_data.retain_eval).to_dict()}
 
-    def evaluate(self, model: TransformerBridge, mask: Mask, original: dict, random_seeds: int) -> dict:
+    def evaluate(self, model: TransformerBridge, mask: Mask, original: dict, random_seeds: int,
+                 metrics: dict | None = None) -> dict:
         """One point of a method's curve: the mask's size and damage, beside random masks of its size per site.
 
         ``target`` and ``control`` are the damage to what is forgotten and to what is kept: whole-tail dPPL of
         TargetKG and of never-seen ControlKG (knowledge), top-1 drops of the forget and retain evaluation splits
-        (corpus); ``random_target`` and ``random_control``, their means over the random masks."""
+        (corpus); ``random_target`` and ``random_control``, their means over the random masks. ``metrics``: a learned
+        run's own evaluation of ``mask`` on this task's data (knowledge), read instead of evaluating it again."""
         point = {"units": mask.n_removed(), "granularity": mask.granularity}
         if self.pruning_data is None:
-            metrics = evaluate_subnetwork(model, mask, self.subnetwork_data, random_seeds=random_seeds,
-                                          original=original)
+            metrics = metrics or evaluate_subnetwork(model, mask, self.subnetwork_data, random_seeds=random_seeds,
+                                                     original=original)
             change, rand = metrics["change"], metrics["random"]["change"]
             point |= {"target": change["target"]["dppl"], "control": change["control_new"]["dppl"],
                       "lm": change["lm"]["dppl"],
