@@ -44,12 +44,16 @@ def cmd_atlas_targets(args) -> None:
 
 def cmd_atlas_compare(args) -> None:
     from circuitcut import plots
-    from circuitcut.atlas import load
+    from circuitcut.atlas import AtlasError, load
+    from circuitcut.atlas.compare import targets_of
     from circuitcut.atlas.findings import compare_atlas, findings, findings_markdown, runs_markdown
     from circuitcut.atlas.views import atlas_figures
     from circuitcut.figures import replace_captions
 
     atlas = load(args.atlas)
+    if not targets_of(atlas, None, args.granularity, args.seed):  # named before the model loads
+        raise AtlasError(f"The atlas {atlas.folder} holds no {args.granularity} masks under seed {args.seed}: build "
+                         f"them with `circuitcut atlas build --granularity {args.granularity} --seeds {args.seed}`.")
     start = time.perf_counter()
     comparisons = compare_atlas(load_model_of(args), atlas, args.granularity, args.seed, args.random_seeds)
     path = comparisons.save(atlas.folder)

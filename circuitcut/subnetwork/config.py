@@ -389,9 +389,11 @@ def saved_config(folder: str | Path) -> SubnetworkConfig | None:
 def check_same_config(saved: SubnetworkConfig | None, asked: SubnetworkConfig, where: str | Path) -> None:
     """Refuse to continue a run (``where``: its folder or checkpoint) saved with another config, naming each
     setting that differs (``data_seed`` unset and ``data_seed = seed`` sample the same facts: one setting)."""
-    settings = [{**c.to_dict(), "data_seed": c.sample_seed} for c in (saved, asked) if c is not None]
-    if saved is not None and settings[0] != settings[1]:
-        differ = "; ".join(differing_settings(*settings))
+    if saved is None:
+        return
+    was, now = ({**c.to_dict(), "data_seed": c.sample_seed} for c in (saved, asked))
+    if was != now:
+        differ = "; ".join(differing_settings(was, now))
         raise ValueError(f"{where} holds a run with another config ({differ}); use another output folder "
                          "or the same settings.")
 

@@ -73,3 +73,10 @@ def test_compare_ships_comparisons_beside_the_atlas_and_draws_its_figures(atlas_
     held = {f"{site}:{n}" for t in saved.jaccard.index for site, m in load(atlas_dir).mask(t, "neuron").removed.items()
             for n in m.nonzero().flatten().tolist()}
     assert set(saved.contexts) == held  # the tiny runs' few steps leave their masks nearly empty: see test_findings
+
+
+def test_compare_names_a_granularity_the_atlas_lacks_before_loading_a_model(atlas_dir, tmp_path, capsys):
+    assert main(["atlas", "compare", "--atlas", str(atlas_dir), "--seed", "4", "--model", str(tmp_path / "no-model"),
+                 "--figures", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no weight masks under seed 4" in err and "no-model" not in err
