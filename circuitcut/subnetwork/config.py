@@ -386,12 +386,19 @@ def saved_config(folder: str | Path) -> SubnetworkConfig | None:
     return SubnetworkConfig.from_dict(read_json(path)) if path.exists() else None
 
 
+BOOKKEEPING = ("checkpoint_every", "log_every")
+"""Settings that decide only when a run saves and records, never what it learns: a run may continue under others."""
+
+
 def check_same_config(saved: SubnetworkConfig | None, asked: SubnetworkConfig, where: str | Path) -> None:
     """Refuse to continue a run (``where``: its folder or checkpoint) saved with another config, naming each
-    setting that differs (``data_seed`` unset and ``data_seed = seed`` sample the same facts: one setting)."""
+    setting that differs (``data_seed`` unset and ``data_seed = seed`` sample the same facts: one setting;
+    :data:`BOOKKEEPING` settings may differ)."""
     if saved is None:
         return
     was, now = ({**c.to_dict(), "data_seed": c.sample_seed} for c in (saved, asked))
+    for name in BOOKKEEPING:
+        was.pop(name), now.pop(name)
     if was != now:
         differ = "; ".join(differing_settings(was, now))
         raise ValueError(f"{where} holds a run with another config ({differ}); use another output folder "

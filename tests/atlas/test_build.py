@@ -35,8 +35,13 @@ def test_a_build_keeps_finished_runs_resumes_the_rest_and_names_failures(tiny_mo
 
 
 def test_a_folder_of_other_settings_is_refused_before_anything_runs(tiny_model, tmp_path):
+    """Settings that change what a run learns are refused; when it saves or records (bookkeeping) may differ."""
     config = AtlasConfig(targets=("isa:animal.n.01",), granularity=("neuron",))
     build_atlas(config, tmp_path, model=tiny_model, overrides=TINY_RUN, data=tiny_target_data, progress=False)
+    finished = (tmp_path / "animal.n.01-neuron-seed0" / "metrics.json").stat().st_mtime_ns
+    build_atlas(config, tmp_path, model=tiny_model, overrides={**TINY_RUN, "checkpoint_every": 7, "log_every": 3},
+                data=tiny_target_data, progress=False)
+    assert (tmp_path / "animal.n.01-neuron-seed0" / "metrics.json").stat().st_mtime_ns == finished
     with pytest.raises(ValueError, match=r"another config \(steps: saved 4, asked 5\)"):
         build_atlas(config, tmp_path, model=tiny_model, overrides={**TINY_RUN, "steps": 5}, data=tiny_target_data,
                     progress=False)
