@@ -149,8 +149,11 @@ def neuron_map(atlas: Atlas, comparisons: Comparisons, targets: Sequence[str] | 
 def atlas_figures(atlas: Atlas, comparisons: Comparisons, found: dict) -> dict[str, tuple[go.Figure, str]]:
     """The figures ``circuitcut atlas compare`` writes, by file name, each with its caption (the numbers behind it,
     from ``found``: :func:`~circuitcut.atlas.findings.findings`): the cross-criticality excess heatmap and the
-    WordNet tree of the compared masks, and for neuron masks the neuron map."""
+    WordNet tree of the compared masks, and for neuron masks the neuron map. Weight masks of seed 0 take the bare
+    names (``atlas_tree``), others a suffix (``atlas_tree_neuron``, ``atlas_tree_weight_seed1``); the neuron map
+    names its seed only."""
     g, seed = comparisons.granularity, comparisons.seed
+    suffix = "" if (g, seed) == ("weight", 0) else f"_{g}" + (f"_seed{seed}" if seed else "")  # none overwrites another
     excess = comparisons.excess()
     diagonal = float(np.diag(excess.to_numpy(dtype=float)).mean())
     kinds = ", ".join(f"{kind} {v['mean']:+.1f}" for kind, v in found["excess_by_kind"].items())
@@ -158,7 +161,7 @@ def atlas_figures(atlas: Atlas, comparisons: Comparisons, found: dict) -> dict[s
     frame = atlas.to_frame()
     frame = frame[(frame.granularity == g) & (frame.seed == seed)]
     figures = {
-        "atlas_cross_criticality": (pairwise_heatmap(
+        f"atlas_cross_criticality{suffix}": (pairwise_heatmap(
             excess, f"Cross-criticality excess, pp ({g} masks)", "excess pp",
             ".0f", off_diagonal_scale=True),
             f"{len(excess)} families, {g} masks: each cell is the TargetKG dPPL of the column's facts without the "
@@ -167,12 +170,12 @@ def atlas_figures(atlas: Atlas, comparisons: Comparisons, found: dict) -> dict[s
             f"{diagonal:+.0f} pp above random masks on average; another family's, by pair kind (mean pp): {kinds}. "
             f"Spearman rho of the excess with WordNet distance {rho['rho']:+.2f} (95 % interval over targets "
             f"{rho['low']:+.2f} to {rho['high']:+.2f})."),
-        "atlas_tree": (atlas_tree(atlas, g, seed),
+        f"atlas_tree{suffix}": (atlas_tree(atlas, g, seed),
                        f"The atlas's {len(frame)} families ({g} masks, seed {seed}) in their WordNet tree; "
                        f"{int(frame.bounds_met.sum())} keep every bound (green)."),
     }
     if g == "neuron":
-        figures["atlas_neuron_map"] = (neuron_map(atlas, comparisons), (
+        figures[f"atlas_neuron_map{f'_seed{seed}' if seed else ''}"] = (neuron_map(atlas, comparisons), (
             f"The neurons of {len(excess)} families' neuron masks (seed {seed}) by layer; {len(comparisons.contexts)} "
             "distinct neurons, each hover with its three strongest contexts on prose."))
     return figures

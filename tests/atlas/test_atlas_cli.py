@@ -66,7 +66,7 @@ def test_compare_ships_comparisons_beside_the_atlas_and_draws_its_figures(atlas_
     assert saved.granularity == "neuron" and saved.excess().shape == (3, 3)
     assert list(saved.containment.child) == ["isa:mammal.n.01"] and list(saved.containment.parent) == ["isa:animal.n.01"]
     captions = (tmp_path / "figures" / "CAPTIONS.md").read_text()
-    for name in ("atlas_cross_criticality", "atlas_tree"):
+    for name in ("atlas_cross_criticality_neuron", "atlas_tree_neuron"):  # beside the weight masks' figures
         assert (tmp_path / "figures" / f"{name}.html").exists() and f"- `{name}.png`: " in captions
     assert "3 families, neuron masks: each cell is the TargetKG dPPL of the column's facts" in captions
     assert (tmp_path / "figures" / "atlas_neuron_map.html").exists()
