@@ -28,10 +28,11 @@ weight run's 53 M units this keeps 8 MB of moments instead of 424 MB.
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
 from circuitcut.subnetwork.parametrize import MaskScores
+from circuitcut.subnetwork.units import Indices, as_indices, changed
 
 MAX_UNITS = 1_000_000
 
@@ -94,9 +95,9 @@ def diagnose(
     weight: float,
     mode: str,
     sampled: dict[str, Float[Tensor, "..."]],
-    previous: dict[str, Bool[Tensor, "..."]] | None,
-) -> tuple[dict, dict[str, Bool[Tensor, "..."]]]:
-    """The record's diagnostic fields, and the evaluation mask to compare the next record with."""
+    previous: Indices | None,
+) -> tuple[dict, Indices]:
+    """The record's diagnostic fields, and the evaluation mask to compare the next record with (as indices)."""
     beta1, beta2 = optimizer.param_groups[0]["betas"]
     step = stride(scores.n_units())
     per_unit = weight if mode == "per_unit" else weight / scores.n_units()
@@ -104,7 +105,7 @@ def diagnose(
     for s in scores.scores:
         state = optimizer.state.get(s, {})
         if "exp_avg" not in state:
-            return {}, scores.hard()
+            return {}, as_indices(scores.hard())
         t = float(state["step"])
         mean = _subset(state["exp_avg"], step) / (1 - beta1**t)
         rms = (_subset(state["exp_avg_sq"], step) / (1 - beta2**t)).sqrt().clamp(min=1e-30)
@@ -122,5 +123,5 @@ def diagnose(
         "gap": 100 * sum(int((sampled[k].detach().bool() != hard[k]).sum()) for k in hard) / n,
     }
     if previous is not None:
-        out["flips"] = sum(int((previous[k] != hard[k]).sum()) for k in hard)
-    return out, hard
+        out["flips"] = changed(previous, hard)
+    return out, as_indices(hard)

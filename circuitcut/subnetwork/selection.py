@@ -25,6 +25,7 @@ from circuitcut.evaluate import evaluate_tokens, percent
 from circuitcut.subnetwork.data import SubnetworkData
 from circuitcut.subnetwork.evaluation import TEXT_BATCH, kg_metrics
 from circuitcut.subnetwork.mask import Remover
+from circuitcut.subnetwork.units import Indices, as_indices, changed
 
 
 @dataclass
@@ -56,9 +57,9 @@ class Selector:
         self.model, self.data, self.config = model, data, config
         self.records: list[Validation] = []
         self.best: Validation | None = None
-        self.best_mask: dict[str, Bool[Tensor, "..."]] | None = None
+        self.best_mask: Indices | None = None
         self._original: dict | None = None
-        self._last: dict[str, Bool[Tensor, "..."]] | None = None
+        self._last: Indices | None = None
         """The mask of the previous validation (what ``changed`` counts against)."""
         self._known: Bool[Tensor, " rows"] | None = None
         """Validation target rows whose tail the original model ranks in its top 10 (the rows counted)."""
@@ -101,12 +102,12 @@ class Selector:
         excess = (max(0.0, now["target_top10"] - c.max_target_top10) + max(0.0, control - c.max_control_dppl)
                   + max(0.0, lm - c.max_lm_dppl))
         n_units = sum(m.numel() for m in subnetwork.values())
-        changed = None if self._last is None else sum(int((self._last[n] != m).sum()) for n, m in subnetwork.items())
-        self._last = {n: m.detach().clone() for n, m in subnetwork.items()}
-        record = Validation(step, 100 * (1 - n_in / n_units), now["target_top10"], control, lm, excess, n_in, changed)
+        moved = None if self._last is None else changed(self._last, subnetwork)
+        self._last = as_indices(subnetwork)
+        record = Validation(step, 100 * (1 - n_in / n_units), now["target_top10"], control, lm, excess, n_in, moved)
         self.records.append(record)
         if record.better_than(self.best):
-            self.best, self.best_mask = record, {n: m.detach().cpu().clone() for n, m in subnetwork.items()}
+            self.best, self.best_mask = record, self._last
         return record
 
     def settled(self, validations: int, change: float) -> bool:
@@ -137,5 +138,7 @@ class Selector:
     def load_state_dict(self, state: dict) -> None:
         self.records = [Validation(**r) for r in state["records"]]
         self.best = Validation(**state["best"]) if state["best"] else None
-        self.best_mask, self._original, self._known = state["best_mask"], state["original"], state["known"]
-        self._last = state.get("last")  # checkpoints written before early stopping hold none
+        self._original, self._known = state["original"], state["known"]
+        # checkpoints written before masks were kept as indices hold dense booleans; before early stopping no "last"
+        self.best_mask = as_indices(state["best_mask"]) if state["best_mask"] is not None else None
+        self._last = as_indices(state["last"]) if state.get("last") is not None else None

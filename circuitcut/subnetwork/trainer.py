@@ -42,6 +42,7 @@ from circuitcut.subnetwork.parametrize import MaskScores
 from circuitcut.subnetwork.prefix import FrozenPrefix
 from circuitcut.subnetwork.schedules import learning_rate, noise_scale, sparsity_weight
 from circuitcut.subnetwork.selection import Selector
+from circuitcut.subnetwork.units import Indices, as_indices, dense
 
 
 @contextmanager
@@ -79,7 +80,7 @@ class SubnetworkTrainer:
         self.seconds = 0.0
         """Training time so far, summed over every start of a resumed run (saved in checkpoints)."""
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self._previous: dict[str, Bool[Tensor, "..."]] | None = None
+        self._previous: Indices | None = None
         self.push = Push()
         self.stopped = False
         """Whether the early stop ended training (the rule held and the mask settled); saved in checkpoints."""
@@ -133,8 +134,9 @@ class SubnetworkTrainer:
 
     def final_mask(self) -> dict[str, Bool[Tensor, "..."]]:
         """The mask the selection rule chose (the last evaluation mask if nothing was validated)."""
-        chosen = self.selector.best_mask if self.selector.best_mask is not None else self.scores.hard()
-        return {n: m.cpu() for n, m in chosen.items()}
+        if self.selector.best_mask is not None:
+            return dense(self.selector.best_mask, dict(self.scores.items()))
+        return {n: m.cpu() for n, m in self.scores.hard().items()}
 
     def _train_step(self, step: int, ref: Reference, masker: Remover) -> tuple[dict[str, Tensor], dict]:
         c, data, gen = self.config, self.data, self.generator
@@ -228,7 +230,8 @@ class SubnetworkTrainer:
         self.scores.load_state_dict(state["scores"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.step, self.history, self._previous = state["step"], state["history"], state["previous"]
+        self.step, self.history = state["step"], state["history"]
+        self._previous = as_indices(state["previous"]) if state["previous"] is not None else None
         self.seconds = state.get("seconds", 0.0)  # checkpoints written before it was kept hold none
         self.push.load_state_dict(state["push"])
         self.selector.load_state_dict(state["selection"])
