@@ -45,8 +45,8 @@ def cmd_atlas_targets(args) -> None:
 def cmd_atlas_compare(args) -> None:
     from circuitcut import plots
     from circuitcut.atlas import AtlasError, load
-    from circuitcut.atlas.compare import targets_of
-    from circuitcut.atlas.findings import compare_atlas, findings, findings_markdown, runs_markdown
+    from circuitcut.atlas.compare import seed_agreement, targets_of
+    from circuitcut.atlas.findings import compare_atlas, findings, findings_markdown, runs_markdown, seeds_markdown
     from circuitcut.atlas.views import atlas_figures
     from circuitcut.figures import replace_captions
 
@@ -60,6 +60,8 @@ def cmd_atlas_compare(args) -> None:
     found = findings(comparisons)
     print(runs_markdown(atlas, args.granularity, args.seed), "\n")
     print(findings_markdown(found), "\n")
+    if seeds := seeds_markdown(seed_agreement(atlas, args.granularity)):
+        print(f"The same family under mask seeds 0 and 1 ({args.granularity} masks):\n{seeds}\n")
     figures = atlas_figures(atlas, comparisons, found)
     for name, (figure, _) in figures.items():
         plots.save_figure(figure, args.figures, name, png=not args.no_png)

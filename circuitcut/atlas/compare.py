@@ -1,7 +1,7 @@
 """Comparisons across an atlas's targets that need no model: how much two subnetworks share (Jaccard, per layer and
-matrix kind), how much of a child family's subnetwork lies in its parent's (containment), the WordNet distance
-of every pair, and whether a pairwise similarity follows that distance (Spearman's rank correlation, with a
-bootstrap interval).
+matrix kind), how much of a child family's subnetwork lies in its parent's (containment), how much one family's
+masks under two seeds share (seed agreement), the WordNet distance of every pair, and whether a pairwise
+similarity follows that distance (Spearman's rank correlation, with a bootstrap interval).
 
 Every function returns a pandas DataFrame or a dict of plain numbers; a square matrix is a DataFrame indexed and
 columned by target.
@@ -76,6 +76,26 @@ def containments(atlas: Atlas, granularity: str = "weight", seed: int = 0) -> pd
             rows.append({"child": child, "parent": parent, **found})
     return pd.DataFrame(rows, columns=["child", "parent", "child_units", "parent_units", "shared", "containment",
                                        "chance"])
+
+
+def seed_agreement(atlas: Atlas, granularity: str = "weight", seeds: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+    """For every target with masks of both ``seeds``: how much the two masks share (how much of a subnetwork is
+    seed noise), beside chance, and each mask's TargetKG dPPL. Columns: ``target``, ``units_a``, ``units_b``,
+    ``shared``, ``jaccard``, ``chance``, ``dppl_a``, ``dppl_b`` (``a`` the first seed)."""
+    held = {(r["target"], r["seed"]) for r in atlas.runs.values() if r["granularity"] == granularity}
+    rows = []
+    for target in atlas.targets:
+        if not all((target, s) in held for s in seeds):
+            continue
+        a, b = (atlas.mask(target, granularity, s) for s in seeds)
+        n_a, n_b = a.n_removed(), b.n_removed()
+        shared = sum(int((m & b.removed[site]).sum()) for site, m in a.removed.items())
+        dppl = [atlas.run(target, granularity, s)["metrics"]["change"]["target"]["dppl"] for s in seeds]
+        rows.append({"target": target, "units_a": n_a, "units_b": n_b, "shared": shared,
+                     "jaccard": a.jaccard(b)["overall"], "chance": chance_jaccard(n_a, n_b, a.n_units()),
+                     "dppl_a": dppl[0], "dppl_b": dppl[1]})
+    return pd.DataFrame(rows, columns=["target", "units_a", "units_b", "shared", "jaccard", "chance", "dppl_a",
+                                       "dppl_b"])
 
 
 def distances(targets: Sequence[str]) -> pd.DataFrame:

@@ -202,6 +202,17 @@ def runs_markdown(atlas: Atlas, granularity: str = "weight", seed: int = 0) -> s
     return "\n".join(lines)
 
 
+def seeds_markdown(frame: pd.DataFrame) -> str:
+    """:func:`~circuitcut.atlas.compare.seed_agreement` as a markdown table (empty when no family has two seeds)."""
+    if frame.empty:
+        return ""
+    lines = ["| target | units, seed A / B | shared | Jaccard (chance) | TargetKG dPPL %, seed A / B |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r.target} | {r.units_a:,} / {r.units_b:,} | {r.shared:,} | {r.jaccard:.3f} ({r.chance:.1e}) | "
+              f"{r.dppl_a:+,.0f} / {r.dppl_b:+,.0f} |" for r in frame.itertuples()]
+    return "\n".join(lines)
+
+
 def _figure(value: float, fmt: str) -> str:
     """A table figure, ``-`` for NaN (a dataset the run did not report)."""
     return "-" if value != value else format(value, fmt)

@@ -11,8 +11,9 @@ import torch
 
 from circuitcut.atlas import load
 from circuitcut.atlas.compare import (
-    containment, containments, distances, jaccard_by_site, jaccard_matrix, rank_correlation,
+    containment, containments, distances, jaccard_by_site, jaccard_matrix, rank_correlation, seed_agreement,
 )
+from circuitcut.atlas.findings import seeds_markdown
 from circuitcut.atlas.hierarchy import hierarchy_order, parents, wordnet_distance
 from circuitcut.masks import Mask
 from circuitcut.sites import ModelShape
@@ -93,3 +94,17 @@ def test_comparisons_over_a_tiny_atlas(atlas_dir):
     child = atlas.mask("isa:mammal.n.01", "neuron")
     assert found.iloc[0].shared == int(sum((child.removed[s] & a.removed[s]).sum() for s in a.removed))
     assert math.isclose(found.iloc[0].chance, a.n_removed() / a.n_units())
+
+
+def test_seed_agreement_compares_one_family_under_two_seeds(atlas_dir):
+    atlas = load(atlas_dir)
+    frame = seed_agreement(atlas, "weight")
+    assert list(frame.target) == ["isa:animal.n.01"]  # the only family with two seeds
+    a, b = atlas.mask("animal.n.01", "weight", 0), atlas.mask("animal.n.01", "weight", 1)
+    row = frame.iloc[0]
+    shared = sum(int((m & b.removed[s]).sum()) for s, m in a.removed.items())
+    assert (row.units_a, row.units_b, row.shared) == (a.n_removed(), b.n_removed(), shared)
+    assert row.jaccard == pytest.approx(shared / (a.n_removed() + b.n_removed() - shared))
+    assert row.dppl_b == atlas.run("animal.n.01", "weight", 1)["metrics"]["change"]["target"]["dppl"]
+    assert seeds_markdown(frame).splitlines()[2].startswith(f"| isa:animal.n.01 | {a.n_removed():,} / ")
+    assert seed_agreement(atlas, "neuron").empty and seeds_markdown(seed_agreement(atlas, "neuron")) == ""
