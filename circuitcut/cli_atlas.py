@@ -55,8 +55,11 @@ def cmd_atlas_compare(args) -> None:
         raise AtlasError(f"The atlas {atlas.folder} holds no {args.granularity} masks under seed {args.seed}: build "
                          f"them with `circuitcut atlas build --granularity {args.granularity} --seeds {args.seed}`.")
     start = time.perf_counter()
-    comparisons = compare_atlas(load_model_of(args), atlas, args.granularity, args.seed, args.random_seeds)
-    path = comparisons.save(atlas.folder)
+    if args.saved:
+        comparisons, path = atlas.comparisons(args.granularity, args.seed), "nothing (--saved)"
+    else:
+        comparisons = compare_atlas(load_model_of(args), atlas, args.granularity, args.seed, args.random_seeds)
+        path = comparisons.save(atlas.folder)
     found = findings(comparisons)
     print(runs_markdown(atlas, args.granularity, args.seed), "\n")
     print(findings_markdown(found), "\n")
@@ -126,6 +129,9 @@ def atlas_args(atlas: argparse.ArgumentParser, formatter, common: argparse.Argum
                    help="where the cross-criticality heatmap and the tree go, captions in its CAPTIONS.md "
                         "(default: figures)")
     p.add_argument("--no-png", action="store_true", help="HTML only (PNG export needs chromium)")
+    p.add_argument("--saved", action="store_true",
+                   help="print the findings and draw the figures from the comparisons saved beside the atlas, "
+                        "without the model (seconds)")
     model_args(p)
 
     p = command("verify", cmd_atlas_verify, "re-evaluate atlas entries on the model: their stored TargetKG and "

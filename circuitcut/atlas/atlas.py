@@ -102,10 +102,19 @@ class Atlas:
     def comparisons(self, granularity: str = "weight", seed: int = 0) -> Comparisons:
         """The comparisons across targets of one granularity and seed's masks, shipped beside the atlas
         (``circuitcut atlas compare``): Jaccard, containment, cross-criticality, unions, neuron contexts
-        (:class:`~circuitcut.atlas.findings.Comparisons`)."""
+        (:class:`~circuitcut.atlas.findings.Comparisons`). Comparisons of other targets than the atlas now holds
+        under that granularity and seed (it was packed again since) are refused, naming the fix."""
+        from circuitcut.atlas.compare import targets_of
         from circuitcut.atlas.findings import Comparisons
 
-        return Comparisons.load(self.folder, granularity, seed)
+        found = Comparisons.load(self.folder, granularity, seed)
+        held = targets_of(self, None, granularity, seed)
+        if sorted(found.jaccard.index) != sorted(held):
+            raise AtlasError(f"The comparisons of {granularity} masks under seed {seed} in {self.folder} cover "
+                             f"{len(found.jaccard)} targets, the atlas {len(held)} (it was packed again since): "
+                             f"compute them again with `circuitcut atlas compare --atlas {self.folder} --granularity "
+                             f"{granularity} --seed {seed}`.")
+        return found
 
     def to_frame(self) -> pd.DataFrame:
         """One row per run: ``target``, ``granularity``, ``seed``, ``units`` (in the subnetwork), ``sparsity``;

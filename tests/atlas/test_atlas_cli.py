@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from circuitcut.atlas import load
-from circuitcut.atlas.store import MASKS, RUNS
+from circuitcut.atlas.store import MASKS, RUNS, finished_runs, pack_atlas
 from circuitcut.cli import main
 
 
@@ -73,6 +73,17 @@ def test_compare_ships_comparisons_beside_the_atlas_and_draws_its_figures(atlas_
     held = {f"{site}:{n}" for t in saved.jaccard.index for site, m in load(atlas_dir).mask(t, "neuron").removed.items()
             for n in m.nonzero().flatten().tolist()}
     assert set(saved.contexts) == held  # the tiny runs' few steps leave their masks nearly empty: see test_findings
+
+    # --saved draws the same from the saved comparisons, with no model (this path holds none)
+    assert main(["atlas", "compare", "--atlas", str(atlas_dir), "--granularity", "neuron", "--saved", "--model",
+                 str(tmp_path / "no-model"), "--figures", str(tmp_path / "again"), "--no-png"]) == 0
+    assert capsys.readouterr().out.split("wrote")[0] == out.split("wrote")[0].split("\n", 1)[1]  # after "packed"
+    assert (tmp_path / "again" / "atlas_tree_neuron.html").exists()
+    # packed again with fewer runs, the saved comparisons no longer describe it: refused with the fix
+    pack_atlas([f for f in finished_runs(atlas_runs) if "mammal" not in f.name], atlas_dir)
+    assert main(["atlas", "compare", "--atlas", str(atlas_dir), "--granularity", "neuron", "--saved",
+                 "--figures", str(tmp_path / "again"), "--no-png"]) == 2
+    assert "cover 3 targets, the atlas 2 (it was packed again since): compute them again" in capsys.readouterr().err
 
 
 def test_compare_names_a_granularity_the_atlas_lacks_before_loading_a_model(atlas_dir, tmp_path, capsys):
