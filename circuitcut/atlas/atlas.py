@@ -119,11 +119,11 @@ class Atlas:
     def to_frame(self) -> pd.DataFrame:
         """One row per run: ``target``, ``granularity``, ``seed``, ``units`` (in the subnetwork), ``sparsity``;
         per dataset ``dppl_<dataset>`` (whole tail), ``dppl_random_<dataset>`` (random masks' mean) and
-        ``top10_<dataset>`` (remaining model, %); ``goals_missed`` (:func:`~circuitcut.subnetwork.report.missed_goals`)
+        ``top10_<dataset>`` (remaining model, %); ``goals_missed`` (:func:`~circuitcut.subnetwork.goals.missed_goals`)
         and ``bounds_met`` (none missed)."""
         import pandas as pd
 
-        from circuitcut.subnetwork.report import missed_goals
+        from circuitcut.subnetwork.goals import missed_goals
 
         rows = []
         for run in self.runs.values():

@@ -46,8 +46,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "circuitcut.subnetwork.config": ("PRESETS", "SubnetworkConfig", "preset", "saved_config"),
     "circuitcut.subnetwork.data": ("SubnetworkData", "build_data"),
     "circuitcut.subnetwork.evaluation": ("compare", "evaluate_model", "evaluate_subnetwork"),
-    "circuitcut.subnetwork.report": ("GOALS", "format_report", "missed_goals", "report_frame", "results_table",
-                                      "seed_overlaps"),
+    "circuitcut.subnetwork.goals": ("GOALS", "missed_goals"),
+    "circuitcut.subnetwork.report": ("format_report", "report_frame", "results_table", "seed_overlaps"),
     "circuitcut.subnetwork.run": ("SubnetworkResult", "find_subnetwork", "run_data"),
     "circuitcut.subnetwork.trainer": ("SubnetworkTrainer",),
 })
@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # what type checkers and editors see, as the eager imports we
     from circuitcut.subnetwork.config import PRESETS, SubnetworkConfig, preset, saved_config
     from circuitcut.subnetwork.data import SubnetworkData, build_data
     from circuitcut.subnetwork.evaluation import compare, evaluate_model, evaluate_subnetwork
-    from circuitcut.subnetwork.report import (GOALS, format_report, missed_goals, report_frame, results_table,
-                                             seed_overlaps)
+    from circuitcut.subnetwork.goals import GOALS, missed_goals
+    from circuitcut.subnetwork.report import format_report, report_frame, results_table, seed_overlaps
     from circuitcut.subnetwork.run import SubnetworkResult, find_subnetwork, run_data
     from circuitcut.subnetwork.trainer import SubnetworkTrainer

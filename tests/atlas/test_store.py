@@ -131,11 +131,12 @@ def test_a_missing_atlas_and_a_later_format_say_what_to_do(atlas_dir, tmp_path):
         load(folder)
 
 
-def test_loading_imports_no_torch(atlas_dir):
+def test_loading_and_the_frame_import_no_torch(atlas_dir):
     import subprocess
     import sys
 
     script = (f"import sys, circuitcut.atlas\natlas = circuitcut.atlas.load({str(atlas_dir)!r})\n"
-              "print(len(atlas.targets), sorted({'torch', 'transformer_lens'} & set(sys.modules)))")
+              "frame = atlas.to_frame()\n"
+              "print(len(frame), sorted({'torch', 'transformer_lens'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "3 []"
+    assert done.stdout.strip() == "5 []"
