@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import sys
 from functools import cache
 
 
@@ -50,3 +51,14 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set size so far, in MB (2**20 bytes; what ``/usr/bin/time -v`` reports as
+    maximum resident set size); ``None`` where the platform does not tell (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS counts bytes, Linux kilobytes

@@ -17,7 +17,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.masks import Mask
-from circuitcut.memory import map_large_blocks, release_freed_memory
+from circuitcut.memory import map_large_blocks, peak_rss_mb, release_freed_memory
 from circuitcut.runs import atomic_path, provenance, read_json, write_config, write_json
 from circuitcut.sites import ModelShape
 from circuitcut.special_tokens import window_prefix
@@ -128,6 +128,7 @@ def find_subnetwork(
         "evaluate": time.perf_counter() - trained,
         "per_step": seconds / max(steps, 1),
     }
+    metrics["peak_rss_mb"] = peak_rss_mb()  # the process's, so it counts whatever the process did before this run
     result = SubnetworkResult(config, mask, history, metrics)
     if folder is not None:
         result.save(folder, start)
