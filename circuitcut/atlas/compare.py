@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from circuitcut.atlas.hierarchy import distance_matrix, parents
-from circuitcut.overlap import chance_jaccard
+from circuitcut.overlap import chance_jaccard, jaccard
 from circuitcut.sites import parse_site
 
 if TYPE_CHECKING:
@@ -57,10 +57,15 @@ def jaccard_matrix(atlas: Atlas, targets: Sequence[str] | None = None, granulari
     return pd.DataFrame(values, index=names, columns=names)
 
 
+def _shared(a: Mask, b: Mask) -> int:
+    """Units both masks remove (over the sites both cover)."""
+    return sum(int((m & b.removed[site]).sum()) for site, m in a.removed.items() if site in b.removed)
+
+
 def containment(child: Mask, parent: Mask) -> dict:
     """How much of ``child``'s subnetwork lies in ``parent``'s: |child & parent| / |child|, beside the share a
     random set of the child's size would have in it (|parent| / units)."""
-    shared = sum(int((m & parent.removed[site]).sum()) for site, m in child.removed.items() if site in parent.removed)
+    shared = _shared(child, parent)
     n_child, n_parent, n = child.n_removed(), parent.n_removed(), child.n_units()
     return {"child_units": n_child, "parent_units": n_parent, "shared": shared,
             "containment": shared / n_child if n_child else float("nan"), "chance": n_parent / n if n else float("nan")}
@@ -89,10 +94,10 @@ def seed_agreement(atlas: Atlas, granularity: str = "weight", seeds: tuple[int, 
             continue
         a, b = (atlas.mask(target, granularity, s) for s in seeds)
         n_a, n_b = a.n_removed(), b.n_removed()
-        shared = sum(int((m & b.removed[site]).sum()) for site, m in a.removed.items())
+        shared = _shared(a, b)
         dppl = [atlas.run(target, granularity, s)["metrics"]["change"]["target"]["dppl"] for s in seeds]
         rows.append({"target": target, "units_a": n_a, "units_b": n_b, "shared": shared,
-                     "jaccard": a.jaccard(b)["overall"], "chance": chance_jaccard(n_a, n_b, a.n_units()),
+                     "jaccard": jaccard(n_a - shared, shared, n_b - shared), "chance": chance_jaccard(n_a, n_b, a.n_units()),
                      "dppl_a": dppl[0], "dppl_b": dppl[1]})
     return pd.DataFrame(rows, columns=["target", "units_a", "units_b", "shared", "jaccard", "chance", "dppl_a",
                                        "dppl_b"])

@@ -140,5 +140,4 @@ class Selector:
         self.best = Validation(**state["best"]) if state["best"] else None
         self._original, self._known = state["original"], state["known"]
         # checkpoints written before masks were kept as indices hold dense booleans; before early stopping no "last"
-        self.best_mask = as_indices(state["best_mask"]) if state["best_mask"] is not None else None
-        self._last = as_indices(state["last"]) if state.get("last") is not None else None
+        self.best_mask, self._last = as_indices(state["best_mask"]), as_indices(state.get("last"))

@@ -231,7 +231,7 @@ class SubnetworkTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.step, self.history = state["step"], state["history"]
-        self._previous = as_indices(state["previous"]) if state["previous"] is not None else None
+        self._previous = as_indices(state["previous"])
         self.seconds = state.get("seconds", 0.0)  # checkpoints written before it was kept hold none
         self.push.load_state_dict(state["push"])
         self.selector.load_state_dict(state["selection"])

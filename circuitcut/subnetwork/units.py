@@ -17,9 +17,11 @@ Indices = dict[str, Int64[Tensor, " units"]]
 """Per site, the ascending flat indices of the units in a mask."""
 
 
-def as_indices(mask: dict[str, Bool[Tensor, "..."]] | Indices) -> Indices:
-    """``mask``'s units as flat indices (on the CPU); indices are returned as they are (a checkpoint written
-    before masks were kept as indices holds dense booleans)."""
+def as_indices(mask: dict[str, Bool[Tensor, "..."]] | Indices | None) -> Indices | None:
+    """``mask``'s units as flat indices (on the CPU); indices and ``None`` are returned as they are (a checkpoint
+    written before masks were kept as indices holds dense booleans, one before its first record none)."""
+    if mask is None:
+        return None
     return {name: (m.flatten().nonzero().flatten() if m.dtype == torch.bool else m).cpu() for name, m in mask.items()}
 
 
