@@ -7,6 +7,9 @@ mapped apart, come on top of them. ``malloc_trim`` hands the free pages back (:f
 During training, a text window's 25 MB of logits and their gradients are allocated and freed at every step;
 from the heap, whose holes never quite fit the next step's blocks, the resident size creeps up by tens of
 MB a step. :func:`map_large_blocks` gives every block of a megabyte or more a mapping of its own instead.
+That costs a page fault per 4 KB page each time such a block is allocated, which forwards without a backward
+(a run's prefix, references and evaluation) pay for nothing: :func:`large_blocks_mapped` maps blocks only
+around the training steps, and hands them back to the heap afterwards.
 """
 
 from __future__ import annotations
@@ -15,11 +18,17 @@ import ctypes
 import ctypes.util
 import gc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 
 M_MMAP_THRESHOLD = -3
 """glibc's ``mallopt`` parameter: allocations of at least this many bytes are mapped apart (setting it stops it growing)."""
+
+HEAP_BLOCKS = 32 * 2**20
+"""The threshold glibc's own rule grows to in a long run (its maximum on 64-bit systems): blocks below it come from
+the heap, whose freed pages the next blocks reuse without faulting them in again."""
 
 
 @cache
@@ -40,6 +49,21 @@ def map_large_blocks(threshold: int = 2**20) -> bool:
     milliseconds for a step's tens of megabytes."""
     mallopt = _libc("mallopt")
     return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, threshold))
+
+
+@contextmanager
+def large_blocks_mapped(threshold: int = 2**20) -> Iterator[bool]:
+    """Inside, :func:`map_large_blocks` (yields whether it could); on leaving, blocks under :data:`HEAP_BLOCKS`
+    come from the heap again. The heap's free pages go back to the system on entering and on leaving
+    (:func:`release_freed_memory`)."""
+    release_freed_memory()
+    mapped = map_large_blocks(threshold)
+    try:
+        yield mapped
+    finally:
+        if mapped:
+            map_large_blocks(HEAP_BLOCKS)
+        release_freed_memory()
 
 
 def release_freed_memory() -> bool:

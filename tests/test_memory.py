@@ -1,5 +1,5 @@
-"""Freed heap memory goes back to the system after release_freed_memory, or at once with map_large_blocks (glibc;
-elsewhere each says it did nothing)."""
+"""Freed heap memory goes back to the system after release_freed_memory, or at once with map_large_blocks, and after
+large_blocks_mapped the heap serves such blocks again (glibc; elsewhere each says it did nothing)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from circuitcut.memory import _trim
 
 # In a process of its own: it fixes glibc's mmap threshold (M_MMAP_THRESHOLD = -3) at 32 MB, as a long run's
 # freed blocks raise it, so 3 MB tensors come from the heap ("map": at 1 MB, map_large_blocks); frees them between
-# live blocks and asks for their pages back ("release").
+# live blocks and asks for their pages back ("release"); "scoped": after leaving large_blocks_mapped.
 SCRIPT = """
 import ctypes, ctypes.util, os, sys
 import torch
-from circuitcut.memory import map_large_blocks, release_freed_memory
+from circuitcut.memory import large_blocks_mapped, map_large_blocks, release_freed_memory
 if sys.argv[1] == "map":
     map_large_blocks()
+elif sys.argv[1] == "scoped":
+    with large_blocks_mapped():
+        pass
 else:
     ctypes.CDLL(ctypes.util.find_library("c")).mallopt(-3, 32 * 2**20)
 def rss():
@@ -50,3 +53,8 @@ def test_freed_heap_tensors_leave_the_resident_set_only_when_released():
 @pytest.mark.skipif(_trim() is None, reason="the C library has no mallopt")
 def test_with_large_blocks_mapped_freed_tensors_leave_at_once():
     assert _freed_mb("map") > 250
+
+
+@pytest.mark.skipif(_trim() is None, reason="the C library has no mallopt")
+def test_after_large_blocks_mapped_the_heap_serves_them_again():
+    assert _freed_mb("scoped") < 50

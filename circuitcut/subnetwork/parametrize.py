@@ -53,16 +53,18 @@ def hard_sample(
 
 
 def sample_grad(
-    scores: Float[Tensor, "*shape"], state: Tensor, grad: Float[Tensor, "*shape"], *, temperature: float, noise: float
+    scores: Float[Tensor, "*shape"], state: Tensor, grad: Float[Tensor, "*shape"], *, temperature: float, noise: float,
+    in_place: bool = False,
 ) -> Float[Tensor, "*shape"]:
     """The straight-through gradient on ``scores`` of the :func:`hard_sample` drawn from ``state``, given
     the loss's gradient ``grad`` on that sample: ``grad`` times the soft sample's slope ``d sigmoid(x) / d s
-    = 0.25 / cosh(x / 2)^2 / T``, ``x = (s + b * logit(u)) / T``, with ``u`` drawn again from ``state``."""
+    = 0.25 / cosh(x / 2)^2 / T``, ``x = (s + b * logit(u)) / T``, with ``u`` drawn again from ``state``.
+    ``in_place``: written into ``grad``'s buffer (a caller that gives ``grad`` up saves a tensor its size)."""
     again = torch.Generator(device=scores.device)
     again.set_state(state)
     u = torch.rand(scores.shape, generator=again, device=scores.device, dtype=scores.dtype)
-    x = _logistic_input(scores, u, noise, temperature)
-    return x.mul_(0.5).cosh_().square_().reciprocal_().mul_(0.25 / temperature).mul_(grad)
+    slope = _logistic_input(scores, u, noise, temperature).mul_(0.5).cosh_().square_().reciprocal_().mul_(0.25 / temperature)
+    return grad.mul_(slope) if in_place else slope.mul_(grad)
 
 
 def _logistic_input(scores: Tensor, u: Tensor, noise: float, temperature: float) -> Tensor:
@@ -140,10 +142,11 @@ class MaskScores(nn.Module):
         self, states: dict[str, Tensor], grads: dict[str, Tensor], *, temperature: float, noise: float
     ) -> None:
         """Add to each score's ``.grad`` the straight-through gradient of its :meth:`draw` sample (as the
-        backward of :meth:`sample` would), given the loss's gradient on the sample; sites without one get none."""
+        backward of :meth:`sample` would), given the loss's gradient on the sample; sites without one get none.
+        Each gradient in ``grads`` is taken over: a score's ``.grad`` is computed in its buffer."""
         for name, s in self.items():
             if name in grads:
-                g = sample_grad(s.detach(), states[name], grads[name], temperature=temperature, noise=noise)
+                g = sample_grad(s.detach(), states[name], grads[name], temperature=temperature, noise=noise, in_place=True)
                 s.grad = g if s.grad is None else s.grad.add_(g)
 
     def hard(self) -> dict[str, Bool[Tensor, "*shape"]]:

@@ -17,7 +17,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut.masks import Mask
-from circuitcut.memory import map_large_blocks, peak_rss_mb, release_freed_memory
+from circuitcut.memory import peak_rss_mb, release_freed_memory
 from circuitcut.runs import atomic_path, provenance, read_json, write_config, write_json
 from circuitcut.sites import ModelShape
 from circuitcut.special_tokens import window_prefix
@@ -107,7 +107,6 @@ def find_subnetwork(
     if folder is not None:
         write_config(folder / "config.json", config.to_dict(), start)
         write_json(folder / "facts.json", data.facts)
-    map_large_blocks()  # a step's freed logits go back at once, not into a heap that creeps up step by step
     trainer = SubnetworkTrainer(model, config, data, folder / CHECKPOINT if folder is not None else None)
     trainer.train(progress=progress)
     trained = time.perf_counter()

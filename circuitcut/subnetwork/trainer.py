@@ -31,6 +31,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from circuitcut import distributed
 from circuitcut.evaluate import percent, sparsity_text
+from circuitcut.memory import large_blocks_mapped
 from circuitcut.runs import atomic_path
 from circuitcut.sites import ModelShape
 from circuitcut.subnetwork.config import SubnetworkConfig, check_same_config
@@ -100,12 +101,14 @@ class SubnetworkTrainer:
             keep0 = {name: torch.ones((), device=s.device).expand(s.shape) for name, s in self.scores.items()}  # no memory
             bar = tqdm(range(self.step, c.steps), desc="subnetwork", initial=self.step, total=c.steps,
                        disable=not (progress and distributed.is_main_process()))
-            with remover(self.model, c.granularity, keep0) as masker:
+            # a step's freed logits and activations go back at once, not into a heap that creeps up step by step
+            with remover(self.model, c.granularity, keep0) as masker, large_blocks_mapped():
                 for step in bar:
                     started = time.perf_counter()
-                    sampled, record = self._train_step(step, ref, masker)
                     last = step == c.steps - 1
-                    if step % c.log_every == 0 or last:
+                    logged = step % c.log_every == 0 or last
+                    sampled, record = self._train_step(step, ref, masker, logged)
+                    if logged:
                         diagnostics, self._previous = diagnose(
                             self.scores, self.optimizer, self.push, weight=record["sparsity_weight"], mode=c.sparsity,
                             sampled=sampled, previous=self._previous)
@@ -138,7 +141,9 @@ class SubnetworkTrainer:
             return dense(self.selector.best_mask, dict(self.scores.items()))
         return {n: m.cpu() for n, m in self.scores.hard().items()}
 
-    def _train_step(self, step: int, ref: Reference, masker: Remover) -> tuple[dict[str, Tensor], dict]:
+    def _train_step(self, step: int, ref: Reference, masker: Remover,
+                    logged: bool = True) -> tuple[dict[str, Tensor] | None, dict]:
+        """One step; returns the training sample as booleans (only when ``logged``: the diagnostics read it) and the record."""
         c, data, gen = self.config, self.data, self.generator
         terms, record = {}, {}
         lr = learning_rate(step, c.steps, c.peak_lr, c.warmup, c.lr_schedule)
@@ -150,7 +155,8 @@ class SubnetworkTrainer:
         # forward graphs never coexist; the straight-through gradient reaches the scores at the end.
         draws = self.scores.draw(temperature=c.temperature, noise=noise, generator=gen)
         states = {name: state for name, (_, state) in draws.items()}
-        sampled = {name: m == 1 for name, (m, _) in draws.items()}
+        n_sampled = sum(int(m.sum()) for m, _ in draws.values())
+        sampled = {name: m == 1 for name, (m, _) in draws.items()} if logged else None
         masker.start_step({name: m.neg_().add_(1) for name, (m, _) in draws.items()})
         del draws
         control = torch.randperm(len(data.control), generator=gen, device=gen.device)[: c.control_batch].cpu()
@@ -201,7 +207,7 @@ class SubnetworkTrainer:
             **{k: float(v.detach()) for k, v in terms.items()},
             "loss": sum(weights[k] * float(v.detach()) for k, v in terms.items()),
             **record,
-            "sampled": 100 * sum(int(m.sum()) for m in sampled.values()) / self.scores.n_units(),
+            "sampled": 100 * n_sampled / self.scores.n_units(),
             "sparsity": 100 * outside / self.scores.n_units(),  # of the evaluation mask after this step
         }
 
