@@ -99,6 +99,15 @@ def test_draw_and_add_sample_grad_are_sample_and_its_backward():
             assert torch.equal(x, y)
 
 
+def test_add_sample_grad_takes_the_given_gradients_buffers_over():
+    """No tensor the size of the scores beside the push: a score without a gradient gets the given one's buffer."""
+    module = MaskScores({"a": (30, 20)}, init_p=0.4)
+    draws = module.draw(temperature=0.7, noise=0.8, generator=torch.Generator().manual_seed(0))
+    push = torch.randn(30, 20)
+    module.add_sample_grad({"a": draws["a"][1]}, {"a": push}, temperature=0.7, noise=0.8)
+    assert module.scores[0].grad.data_ptr() == push.data_ptr()
+
+
 def test_add_penalty_grad_is_the_penalty_and_its_weighted_gradient():
     for mode in ("per_unit", "mean"):
         shapes = {"a": (30, 20), "b": (50,)}
