@@ -10,20 +10,20 @@ import pytest
 
 from circuitcut.memory import _trim
 
-# In a process of its own: it fixes glibc's mmap threshold (M_MMAP_THRESHOLD = -3) at 32 MB, as a long run's
+# In a process of its own: it fixes glibc's mmap threshold at 32 MB (HEAP_BLOCKS), as a long run's
 # freed blocks raise it, so 3 MB tensors come from the heap ("map": at 1 MB, map_large_blocks); frees them between
 # live blocks and asks for their pages back ("release"); "scoped": after leaving large_blocks_mapped.
 SCRIPT = """
-import ctypes, ctypes.util, os, sys
+import os, sys
 import torch
-from circuitcut.memory import large_blocks_mapped, map_large_blocks, release_freed_memory
+from circuitcut.memory import HEAP_BLOCKS, large_blocks_mapped, map_large_blocks, release_freed_memory
 if sys.argv[1] == "map":
     map_large_blocks()
 elif sys.argv[1] == "scoped":
     with large_blocks_mapped():
         pass
 else:
-    ctypes.CDLL(ctypes.util.find_library("c")).mallopt(-3, 32 * 2**20)
+    map_large_blocks(HEAP_BLOCKS)
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

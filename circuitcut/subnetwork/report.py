@@ -18,8 +18,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from circuitcut.evaluate import sparsity_text
-from circuitcut.subnetwork.goals import missed_goals
 from circuitcut.overlap import chance_jaccard
+from circuitcut.subnetwork.goals import missed_goals
 
 if TYPE_CHECKING:
     import pandas as pd
